@@ -1,0 +1,93 @@
+//! The TOML inventory: hosts, groups, connection defaults and variables.
+//!
+//! `Inventory::load` reads and checks the file; `select` resolves host patterns;
+//! `vars_for` merges a host's variables by precedence (see README, "Variable precedence").
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use crate::vars::Vars;
+
+/// How capstan reaches a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionKind {
+    #[default]
+    Ssh,
+    /// Run commands on the control machine, without SSH.
+    Local,
+}
+
+/// What to do with a host key that is not in known_hosts. A changed key is always refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Refuse unknown keys.
+    #[default]
+    Strict,
+    /// Accept an unknown key and record it in known_hosts.
+    AcceptNew,
+}
+
+/// One host as the inventory describes it, with `[defaults]` already applied.
+/// Fields left `None` may still be filled from `~/.ssh/config` by the transport.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Host {
+    pub name: String,
+    /// Address to connect to; `None` means "the ssh_config `HostName`, else the name".
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub identity_files: Vec<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub connect_timeout: Option<Duration>,
+    /// Default timeout of one command on this host.
+    pub command_timeout: Option<Duration>,
+    pub connection: ConnectionKind,
+    pub host_key_checking: Option<HostKeyPolicy>,
+    /// ProxyJump hops, `[user@]host[:port]`, outermost first.
+    pub proxy_jump: Vec<String>,
+    /// Password for password authentication (a secret), only when configured.
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// Passphrase for encrypted identity files (a secret).
+    #[serde(skip)]
+    pub key_passphrase: Option<String>,
+    /// Password for `sudo` when `become` needs one (a secret).
+    #[serde(skip)]
+    pub become_password: Option<String>,
+    /// The host's own `vars` (not merged).
+    pub vars: Vars,
+    /// Groups the host belongs to, directly or through children, in precedence order.
+    pub groups: Vec<String>,
+    /// Line of `[hosts.NAME]` in the inventory file, for messages.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// A named group of hosts and child groups.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Group {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub children: Vec<String>,
+    pub vars: Vars,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// A parsed, checked inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub path: PathBuf,
+    /// Inventory-wide `[vars]`.
+    pub vars: Vars,
+    /// `[defaults]` keys that are not connection settings are also variables (lowest level).
+    pub default_vars: Vars,
+    pub hosts: IndexMap<String, Host>,
+    pub groups: IndexMap<String, Group>,
+    /// Free-form `[settings]` later issues read (cache store, lock, DTR cluster facts).
+    pub settings: toml::Table,
+}
