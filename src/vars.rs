@@ -17,5 +17,5 @@ pub fn overlay(lower: &mut Vars, upper: &Vars) {
 
 /// Converts variables to a template context.
 pub fn to_context(vars: &Vars) -> minijinja::Value {
-    minijinja::Value::from_serialize(vars)
+    minijinja::Value::from(minijinja::value::Serde(vars))
 }
