@@ -7,6 +7,7 @@ pub mod diag;
 pub mod inventory;
 pub mod playbook;
 pub mod secrets;
+pub mod template;
 pub mod transport;
 pub mod vars;
 

@@ -1,0 +1,407 @@
+//! minijinja rendering: shell-safe commands, plain fields, template files and expressions.
+//!
+//! Values interpolated into a *command* are shell-quoted unless the template opts out for
+//! that value (`{{ x | raw }}` or `{{ x | safe }}`), so a variable holding
+//! `$(rm -rf /); echo pwned` reaches the host as exactly that literal string. Paths and
+//! other plain fields, and template files, are rendered without quoting. Every undefined
+//! variable is an error naming the template, the line and the variable.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use minijinja::value::Value;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+
+/// Suffix of a template name that turns on shell quoting.
+const SHELL_SUFFIX: &str = " (shell)";
+
+/// How interpolated values are written into the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every value is shell-quoted unless marked `raw`/`safe`.
+    Shell,
+    /// Values are written as they are.
+    Plain,
+}
+
+/// A template that failed to render, located inside the template text.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    /// What was being rendered, e.g. `app.conf.j2` or `command of task "x"`.
+    pub template: String,
+    /// 1-based line inside the template text.
+    pub line: Option<usize>,
+    /// The variable that was undefined, when that was the problem.
+    pub variable: Option<String>,
+    pub message: String,
+}
+
+/// The template engine for one run: the environment and the templates directory.
+pub struct Templates {
+    env: Environment<'static>,
+    dir: PathBuf,
+    files: RwLock<HashMap<PathBuf, String>>,
+}
+
+impl Templates {
+    /// An engine that loads template files from `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut syntax = minijinja::syntax::SyntaxConfig::builder();
+        syntax.keep_trailing_newline(true);
+        if let Ok(config) = syntax.build() {
+            env.set_syntax(config);
+        }
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(SHELL_SUFFIX) {
+                AutoEscape::Custom("shell".into())
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_formatter(|out, state, value| {
+            if matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "shell")
+                && !value.is_safe()
+            {
+                let text = value.to_string();
+                let quoted = shell_quote(&text).map_err(|e| {
+                    minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
+                })?;
+                out.write_str(&quoted).map_err(minijinja::Error::from)
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
+        env.add_filter("raw", |v: Value| Value::from_safe_string(v.to_string()));
+        env.add_filter("quote", |v: Value| -> Result<Value, minijinja::Error> {
+            shell_quote(&v.to_string())
+                .map(Value::from_safe_string)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+        });
+        env.add_filter("to_json", |v: Value| -> Result<String, minijinja::Error> {
+            serde_json::to_string(&v)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+        });
+        Self {
+            env,
+            dir: dir.into(),
+            files: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The directory template files are read from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Renders an inline template (a task field). `what` names it in errors.
+    pub fn render(
+        &self,
+        what: &str,
+        source: &str,
+        mode: Mode,
+        ctx: &Value,
+    ) -> Result<String, TemplateError> {
+        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+            return Ok(source.to_owned());
+        }
+        let name = match mode {
+            Mode::Shell => format!("{what}{SHELL_SUFFIX}"),
+            Mode::Plain => what.to_owned(),
+        };
+        self.env
+            .render_named_str(&name, source, ctx.clone())
+            .map_err(|e| convert(what, source, &e))
+    }
+
+    /// Reads (once) and renders a template file relative to the templates directory.
+    pub fn render_file(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
+        let path = self.dir.join(src);
+        let source = self.file_source(&path, src)?;
+        self.env
+            .render_named_str(src, &source, ctx.clone())
+            .map_err(|e| convert(src, &source, &e))
+    }
+
+    /// The text of a template file, cached for the run.
+    pub fn file_source(&self, path: &Path, src: &str) -> Result<String, TemplateError> {
+        if let Some(text) = self
+            .files
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+        {
+            return Ok(text.clone());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| TemplateError {
+            template: src.to_owned(),
+            line: None,
+            variable: None,
+            message: format!("cannot read template `{}`: {e}", path.display()),
+        })?;
+        self.files
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path.to_owned(), text.clone());
+        Ok(text)
+    }
+
+    /// Evaluates a `when`/`changed_when`/`failed_when`/`until` expression to a boolean.
+    /// A bare `{{ ... }}` wrapper, as Ansible users sometimes write, is accepted.
+    pub fn eval_bool(&self, what: &str, expr: &str, ctx: &Value) -> Result<bool, TemplateError> {
+        let inner = strip_braces(expr);
+        let compiled = self
+            .env
+            .compile_expression(inner)
+            .map_err(|e| convert(what, inner, &e))?;
+        let value = compiled.eval(ctx.clone()).map_err(|e| convert(what, inner, &e))?;
+        if value.is_undefined() {
+            return Err(TemplateError {
+                template: what.to_owned(),
+                line: Some(1),
+                variable: Some(inner.trim().to_owned()),
+                message: format!("{what}: undefined variable `{}`", inner.trim()),
+            });
+        }
+        Ok(value.is_true())
+    }
+
+    /// Checks that an expression parses, without evaluating it.
+    pub fn check_expression(&self, what: &str, expr: &str) -> Result<(), TemplateError> {
+        let inner = strip_braces(expr);
+        self.env
+            .compile_expression(inner)
+            .map(|_| ())
+            .map_err(|e| convert(what, inner, &e))
+    }
+
+    /// Top-level variable names an inline template or expression reads.
+    pub fn variables_of(&self, source: &str, expression: bool) -> Vec<String> {
+        let mut names: Vec<String> = if expression {
+            self.env
+                .compile_expression(strip_braces(source))
+                .map(|e| e.undeclared_variables(false).into_iter().collect())
+                .unwrap_or_default()
+        } else {
+            self.env
+                .template_from_str(source)
+                .map(|t| t.undeclared_variables(false).into_iter().collect())
+                .unwrap_or_default()
+        };
+        names.sort();
+        names
+    }
+}
+
+fn strip_braces(expr: &str) -> &str {
+    let t = expr.trim();
+    t.strip_prefix("{{")
+        .and_then(|s| s.strip_suffix("}}"))
+        .map_or(t, str::trim)
+}
+
+/// Turns a minijinja error into one that names the template, line and variable.
+fn convert(what: &str, source: &str, e: &minijinja::Error) -> TemplateError {
+    let line = e.line();
+    let snippet = e
+        .range()
+        .and_then(|r| source.get(r))
+        .map(|s| s.trim().to_owned());
+    if e.kind() == ErrorKind::UndefinedError {
+        let variable = snippet
+            .as_deref()
+            .map(|s| s.split(['|', ' ', '(']).next().unwrap_or(s).to_owned());
+        let at = line.map_or_else(String::new, |l| format!(" line {l}"));
+        let message = match &variable {
+            Some(v) if !v.is_empty() => format!("{what}{at}: undefined variable `{v}`"),
+            _ => format!("{what}{at}: undefined variable"),
+        };
+        return TemplateError {
+            template: what.to_owned(),
+            line,
+            variable,
+            message,
+        };
+    }
+    let detail = e.detail().map_or_else(|| e.kind().to_string(), str::to_owned);
+    let at = line.map_or_else(String::new, |l| format!(" line {l}"));
+    TemplateError {
+        template: what.to_owned(),
+        line,
+        variable: None,
+        message: format!("{what}{at}: {detail}"),
+    }
+}
+
+/// Why a value cannot be put on a shell command line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuoteError {
+    #[error("value contains a NUL byte, which cannot be passed to a shell")]
+    Nul,
+}
+
+/// Quotes `s` for a POSIX shell: bare when it only has safe characters, else in single
+/// quotes with each `'` written as `'\''`. Newlines, `$()`, backticks and quotes all stay
+/// literal.
+pub fn shell_quote(s: &str) -> Result<String, QuoteError> {
+    if s.contains('\0') {
+        return Err(QuoteError::Nul);
+    }
+    let safe = !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'@' | b'%' | b'+' | b'=' | b':' | b',' | b'.' | b'/' | b'_' | b'-')
+        });
+    if safe {
+        return Ok(s.to_owned());
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn ctx(pairs: &[(&str, &str)]) -> Value {
+        let map: std::collections::BTreeMap<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+            .collect();
+        Value::from(map)
+    }
+
+    /// Runs `sh -c` on a rendered command and returns its stdout.
+    fn sh(cmd: &str) -> String {
+        let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn hostile_values_reach_the_shell_as_literals() {
+        let t = Templates::new(".");
+        for hostile in [
+            "$(rm -rf /); echo pwned",
+            "`id`",
+            "it's",
+            "a\"b",
+            "line1\nline2",
+            "*",
+            "; ls",
+            "",
+            "-n",
+            "\\",
+            "$HOME",
+        ] {
+            let cmd = t
+                .render("cmd", "printf %s {{ v }}", Mode::Shell, &ctx(&[("v", hostile)]))
+                .expect("renders");
+            assert_eq!(sh(&cmd), hostile, "command was {cmd:?}");
+        }
+    }
+
+    #[test]
+    fn safe_values_stay_readable() {
+        let t = Templates::new(".");
+        let cmd = t
+            .render("cmd", "touch {{ d }}/marker", Mode::Shell, &ctx(&[("d", "/tmp/x-1")]))
+            .expect("renders");
+        assert_eq!(cmd, "touch /tmp/x-1/marker");
+    }
+
+    #[test]
+    fn raw_opts_out_of_quoting() {
+        let t = Templates::new(".");
+        let cmd = t
+            .render("cmd", "echo {{ v | raw }}", Mode::Shell, &ctx(&[("v", "a && b")]))
+            .expect("renders");
+        assert_eq!(cmd, "echo a && b");
+        let cmd = t
+            .render("cmd", "echo {{ v | safe }}", Mode::Shell, &ctx(&[("v", "$X")]))
+            .expect("renders");
+        assert_eq!(cmd, "echo $X");
+    }
+
+    #[test]
+    fn nul_is_rejected() {
+        let t = Templates::new(".");
+        let err = t
+            .render("cmd", "echo {{ v }}", Mode::Shell, &ctx(&[("v", "a\0b")]))
+            .expect_err("NUL must be refused");
+        assert!(err.message.contains("NUL"), "{}", err.message);
+    }
+
+    #[test]
+    fn plain_mode_does_not_quote() {
+        let t = Templates::new(".");
+        let s = t
+            .render("creates", "{{ d }}/it's", Mode::Plain, &ctx(&[("d", "/a b")]))
+            .expect("renders");
+        assert_eq!(s, "/a b/it's");
+    }
+
+    #[test]
+    fn undefined_variable_names_template_line_and_variable() {
+        let t = Templates::new(".");
+        let err = t
+            .render("command of task \"x\"", "a\necho {{ nope }}", Mode::Shell, &ctx(&[]))
+            .expect_err("undefined must fail");
+        assert_eq!(err.variable.as_deref(), Some("nope"));
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.message, "command of task \"x\" line 2: undefined variable `nope`");
+        let err = t
+            .render("f", "{{ a.b }}", Mode::Plain, &ctx(&[]))
+            .expect_err("undefined must fail");
+        assert!(err.message.contains("undefined variable `a.b`"), "{}", err.message);
+    }
+
+    #[test]
+    fn default_filter_and_defined_test_work_in_strict_mode() {
+        let t = Templates::new(".");
+        let s = t
+            .render("f", "{{ port | default(8080) }}", Mode::Plain, &ctx(&[]))
+            .expect("renders");
+        assert_eq!(s, "8080");
+        assert!(!t.eval_bool("when", "x is defined", &ctx(&[])).expect("evaluates"));
+    }
+
+    #[test]
+    fn expressions_evaluate_with_or_without_braces() {
+        let t = Templates::new(".");
+        let c = ctx(&[("v", "2.7.1")]);
+        assert!(t.eval_bool("when", "v == '2.7.1'", &c).expect("evaluates"));
+        assert!(t.eval_bool("when", "{{ v != '1' }}", &c).expect("evaluates"));
+        let err = t.eval_bool("when", "missing == 1", &c).expect_err("undefined");
+        assert!(err.message.contains("undefined variable"), "{}", err.message);
+    }
+
+    #[test]
+    fn template_files_render_without_quoting_and_keep_trailing_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.j2"), "name={{ n }}\n").expect("write");
+        let t = Templates::new(dir.path());
+        let s = t.render_file("a.j2", &ctx(&[("n", "x y")])).expect("renders");
+        assert_eq!(s, "name=x y\n");
+        let err = t.render_file("a.j2", &ctx(&[])).expect_err("undefined");
+        assert_eq!(err.message, "a.j2 line 1: undefined variable `n`");
+    }
+
+    #[test]
+    fn variables_of_lists_top_level_names() {
+        let t = Templates::new(".");
+        assert_eq!(t.variables_of("{{ a }} {{ b.c }} {{ a }}", false), ["a", "b"]);
+        assert_eq!(t.variables_of("r.rc == 0 and x", true), ["r", "x"]);
+    }
+}
