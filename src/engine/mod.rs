@@ -1,0 +1,3 @@
+//! The execution engine: plays, batches, tasks and hosts.
+
+pub mod script;
