@@ -9,6 +9,8 @@
 
 mod action;
 mod checker;
+#[cfg(test)]
+mod corpus;
 mod parse;
 mod serial;
 mod task;
