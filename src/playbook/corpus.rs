@@ -57,3 +57,16 @@ fn every_malformed_playbook_reports_what_it_should() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+#[test]
+fn the_shipped_playbook_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/site.toml");
+    let playbook = Playbook::load(&path).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(playbook.plays.len(), 1);
+    assert_eq!(playbook.plays[0].hosts, "all");
+    let kinds: Vec<_> = playbook.plays[0]
+        .tasks
+        .iter()
+        .map(|t| t.action.kind())
+        .collect();
+    assert_eq!(kinds, ["template", "command", "command"]);
+}
