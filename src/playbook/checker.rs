@@ -1,0 +1,371 @@
+//! Walking a spanned TOML table by hand: typed getters that report a located problem and keep
+//! going, so that one pass finds every problem in the file.
+//!
+//! Every message names the key and the place (`play "DTR replicas"`, `task "x"`), and points at
+//! the key (unknown keys) or at the value (wrong types and values).
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize as _;
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
+
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean, locate};
+
+/// A TOML value with its byte range in the source.
+pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
+/// A TOML key with its byte range in the source.
+pub(crate) type Key<'i> = Spanned<DeString<'i>>;
+
+/// What the reader of one file has found so far.
+pub(crate) struct Checker<'a> {
+    pub file: &'a Path,
+    pub source: &'a str,
+    pub diags: Diagnostics,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(file: &'a Path, source: &'a str) -> Self {
+        Self {
+            file,
+            source,
+            diags: Diagnostics::default(),
+        }
+    }
+
+    pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = Diagnostic::at_span(self.file, self.source, span, message);
+        self.diags.push(d);
+    }
+
+    pub fn error_with_hint(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let d = Diagnostic::at_span(self.file, self.source, span, message).with_hint(hint);
+        self.diags.push(d);
+    }
+
+    /// 1-based line of a byte offset.
+    pub fn line_of(&self, span: &Range<usize>) -> usize {
+        locate(self.source, span.start).0
+    }
+
+    /// Reports every key of `table` that is not in `known`, in source order.
+    pub fn reject_unknown_keys(&mut self, table: &DeTable<'_>, known: &[&str], place: &str) {
+        for (key, _) in entries(table) {
+            let name: &str = key.get_ref();
+            if !known.contains(&name) {
+                let message = format!(
+                    "unknown key \"{name}\" in {place}{}",
+                    did_you_mean(name, known.iter().copied())
+                );
+                self.error(key.span(), message);
+            }
+        }
+    }
+
+    /// Reports that `key` holds the wrong kind of value.
+    pub fn wrong_type(&mut self, value: &Value<'_>, key: &str, place: &str, expected: &str) {
+        self.error_with_hint(
+            value.span(),
+            format!("key \"{key}\" in {place} must be {expected}"),
+            format!("found {}", describe(value.get_ref())),
+        );
+    }
+
+    pub fn string(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<String> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(value, key, place, "a string");
+                None
+            }
+        }
+    }
+
+    /// A string that must not be empty or blank.
+    pub fn non_empty_string(
+        &mut self,
+        value: &Value<'_>,
+        key: &str,
+        place: &str,
+    ) -> Option<String> {
+        let s = self.string(value, key, place)?;
+        if s.trim().is_empty() {
+            self.error(
+                value.span(),
+                format!("key \"{key}\" in {place} must not be empty"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    pub fn bool(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            DeValue::String(s) if ["true", "false", "yes", "no"].contains(&s.as_ref()) => {
+                self.error_with_hint(
+                    value.span(),
+                    format!("key \"{key}\" in {place} must be true or false"),
+                    "write true or false without quotes",
+                );
+                None
+            }
+            _ => {
+                self.wrong_type(value, key, place, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A template expression; the booleans `true` and `false` become `"true"` and `"false"`.
+    pub fn expression(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<String> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            DeValue::Boolean(b) => Some(b.to_string()),
+            _ => {
+                self.wrong_type(value, key, place, "an expression string or true or false");
+                None
+            }
+        }
+    }
+
+    /// An integer, reported when it is not a whole number.
+    pub fn integer(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<i64> {
+        match integer(value.get_ref()) {
+            Some(i) => Some(i),
+            None => {
+                self.wrong_type(value, key, place, "a whole number");
+                None
+            }
+        }
+    }
+
+    pub fn u32(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<u32> {
+        let i = self.integer(value, key, place)?;
+        match u32::try_from(i) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "key \"{key}\" in {place} must be from 0 to {}, not {i}",
+                        u32::MAX
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `"5s"`, `"2m 30s"` (humantime), or a whole number of seconds.
+    pub fn duration(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<Duration> {
+        const EXPECTED: &str = "a duration like \"5s\" or \"2m 30s\", or a number of seconds";
+        if let Some(secs) = integer(value.get_ref()) {
+            return match u64::try_from(secs) {
+                Ok(secs) => Some(Duration::from_secs(secs)),
+                Err(_) => {
+                    self.error(
+                        value.span(),
+                        format!("key \"{key}\" in {place} must not be negative, not {secs}"),
+                    );
+                    None
+                }
+            };
+        }
+        let DeValue::String(text) = value.get_ref() else {
+            self.wrong_type(value, key, place, EXPECTED);
+            return None;
+        };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let hint = match e {
+                    humantime::DurationError::UnknownUnit { .. } => e.to_string(),
+                    _ => "write numbers with units, like \"90s\", \"5m\" or \"1h 30m\"".to_owned(),
+                };
+                self.error_with_hint(
+                    value.span(),
+                    format!("key \"{key}\" in {place} has \"{text}\", which is not {EXPECTED}"),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+
+    /// One string, or a list of strings.
+    pub fn strings(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<Vec<String>> {
+        const EXPECTED: &str = "a string or a list of strings";
+        match value.get_ref() {
+            DeValue::String(s) => Some(vec![s.to_string()]),
+            DeValue::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                let mut ok = true;
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::String(s) => out.push(s.to_string()),
+                        _ => {
+                            self.wrong_type(item, key, place, EXPECTED);
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(out)
+            }
+            _ => {
+                self.wrong_type(value, key, place, EXPECTED);
+                None
+            }
+        }
+    }
+
+    /// Any TOML value, converted for the template engine.
+    pub fn toml_value(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<toml::Value> {
+        match toml::Value::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(
+                    value.span(),
+                    format!("key \"{key}\" in {place} cannot be read: {}", e.message()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The entries of `table` in the order they appear in the source.
+///
+/// `DeTable` sorts its keys unless `toml/preserve_order` is on; messages and "the second
+/// action" need source order either way.
+pub(crate) fn entries<'t, 'i>(table: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Value<'i>)> {
+    let mut out: Vec<_> = table.iter().collect();
+    out.sort_by_key(|(k, _)| k.span().start);
+    out
+}
+
+/// The value of integer `v`, when it is an integer that fits `i64`.
+pub(crate) fn integer(v: &DeValue<'_>) -> Option<i64> {
+    match v {
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+        _ => None,
+    }
+}
+
+/// The value of number `v` (integer or float).
+pub(crate) fn number(v: &DeValue<'_>) -> Option<f64> {
+    match v {
+        #[allow(clippy::cast_precision_loss)]
+        DeValue::Integer(_) => integer(v).map(|i| i as f64),
+        DeValue::Float(f) => f.as_str().parse().ok(),
+        _ => None,
+    }
+}
+
+/// "a string", "an integer", …: what the file has, for hints.
+pub(crate) fn describe(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("the string \"{s}\""),
+        DeValue::Integer(i) => format!("the integer {i}"),
+        DeValue::Float(f) => format!("the number {f}"),
+        DeValue::Boolean(b) => format!("the boolean {b}"),
+        DeValue::Datetime(d) => format!("the date {d}"),
+        DeValue::Array(_) => "a list".to_owned(),
+        DeValue::Table(_) => "a table".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_value<T>(
+        text: &str,
+        f: impl FnOnce(&mut Checker<'_>, &Value<'_>) -> T,
+    ) -> (T, Vec<String>) {
+        let source = format!("k = {text}\n");
+        let doc = DeTable::parse(&source).expect("test TOML parses");
+        let value = doc.get_ref().get("k").expect("key k").clone();
+        let mut ck = Checker::new(Path::new("t.toml"), &source);
+        let out = f(&mut ck, &value);
+        (out, ck.diags.0.into_iter().map(|d| d.message).collect())
+    }
+
+    #[test]
+    fn reads_integers_in_every_radix() {
+        for (text, want) in [
+            ("42", 42),
+            ("-7", -7),
+            ("1_000", 1000),
+            ("0x1f", 31),
+            ("0o17", 15),
+        ] {
+            let (got, errs) = with_value(text, |ck, v| ck.integer(v, "k", "the playbook"));
+            assert_eq!(got, Some(want), "{text}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn durations_take_humantime_or_seconds() {
+        let (d, _) = with_value("\"2m 30s\"", |ck, v| ck.duration(v, "delay", "task \"t\""));
+        assert_eq!(d, Some(Duration::from_secs(150)));
+        let (d, _) = with_value("7", |ck, v| ck.duration(v, "delay", "task \"t\""));
+        assert_eq!(d, Some(Duration::from_secs(7)));
+        let (d, errs) = with_value("\"5 parsecs\"", |ck, v| {
+            ck.duration(v, "delay", "task \"t\"")
+        });
+        assert_eq!(d, None);
+        assert_eq!(
+            errs,
+            [
+                "key \"delay\" in task \"t\" has \"5 parsecs\", which is not a duration like \"5s\" \
+              or \"2m 30s\", or a number of seconds"
+            ]
+        );
+        let (d, errs) = with_value("-1", |ck, v| ck.duration(v, "delay", "task \"t\""));
+        assert_eq!((d, errs.len()), (None, 1));
+    }
+
+    #[test]
+    fn expressions_accept_booleans() {
+        let (e, _) = with_value("false", |ck, v| {
+            ck.expression(v, "changed_when", "task \"t\"")
+        });
+        assert_eq!(e.as_deref(), Some("false"));
+        let (e, errs) = with_value("3", |ck, v| ck.expression(v, "changed_when", "task \"t\""));
+        assert_eq!((e, errs.len()), (None, 1));
+    }
+
+    #[test]
+    fn strings_accept_one_or_a_list() {
+        let (t, _) = with_value("\"a\"", |ck, v| ck.strings(v, "tags", "play \"p\""));
+        assert_eq!(t, Some(vec!["a".to_owned()]));
+        let (t, _) = with_value("[\"a\", \"b\"]", |ck, v| {
+            ck.strings(v, "tags", "play \"p\"")
+        });
+        assert_eq!(t, Some(vec!["a".to_owned(), "b".to_owned()]));
+        let (t, errs) = with_value("[\"a\", 5]", |ck, v| ck.strings(v, "tags", "play \"p\""));
+        assert_eq!(t, None);
+        assert_eq!(
+            errs,
+            ["key \"tags\" in play \"p\" must be a string or a list of strings"]
+        );
+    }
+
+    #[test]
+    fn entries_follow_the_source() {
+        let doc = DeTable::parse("zeta = 1\nalpha = 2\nmid = 3\n").expect("parses");
+        let keys: Vec<String> = entries(doc.get_ref())
+            .iter()
+            .map(|(k, _)| k.get_ref().to_string())
+            .collect();
+        assert_eq!(keys, ["zeta", "alpha", "mid"]);
+    }
+}
