@@ -21,6 +21,7 @@ mod connection;
 pub(crate) mod input;
 mod merge;
 mod parse;
+pub mod pattern;
 pub(crate) mod secret;
 mod tree;
 pub(crate) mod value;
@@ -32,6 +33,8 @@ use indexmap::IndexMap;
 
 use crate::diag::Diagnostics;
 use crate::vars::Vars;
+
+pub use pattern::PatternError;
 
 /// The candidate closest to `name`, the first one listed when several are equally close
 /// (`diag::suggest` keeps the last of equals, so the list goes in reversed).
