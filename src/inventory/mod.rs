@@ -20,6 +20,7 @@
 mod connection;
 pub(crate) mod input;
 mod merge;
+mod output;
 mod parse;
 pub mod pattern;
 pub(crate) mod secret;
