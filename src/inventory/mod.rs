@@ -27,6 +27,9 @@ pub(crate) mod secret;
 mod tree;
 pub(crate) mod value;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
