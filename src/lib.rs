@@ -4,6 +4,7 @@
 //! (transport, cache) → events → reporter.
 
 pub mod diag;
+pub mod extra_vars;
 pub mod inventory;
 pub mod playbook;
 pub mod secrets;
