@@ -5,6 +5,7 @@
 
 pub mod diag;
 pub mod engine;
+pub mod extra_vars;
 pub mod inventory;
 pub mod playbook;
 pub mod secrets;

@@ -2,13 +2,54 @@
 //!
 //! `Inventory::load` reads and checks the file; `select` resolves host patterns;
 //! `vars_for` merges a host's variables by precedence (see README, "Variable precedence").
+//!
+//! Top-level tables: `[defaults]` (connection settings for every host), `[vars]`,
+//! `[settings]` (free-form, kept as written: secrets there are not resolved),
+//! `[hosts.NAME]` (`address`, `vars`, and any `[defaults]` key as an override) and
+//! `[groups.NAME]` (`hosts`, `children`, `vars`). Every table rejects unknown keys.
+//!
+//! A value written `{ env = "NAME" }` or `{ file = "path" }` (a table whose only key is one
+//! of those) is a secret, wherever a variable value may be, at any depth; `password`,
+//! `key_passphrase` and `become_password` must be secrets. Secrets are read at load,
+//! registered with [`crate::secrets`], and become strings. Relative paths (secret files,
+//! identity files, known_hosts) start from the inventory's directory; `~` is `$HOME`.
+//!
+//! `all` (every host) and `ungrouped` (hosts in no group) are implicit and reserved: no host
+//! or group may take those names, and hosts and groups share one namespace.
 
-use std::path::PathBuf;
+mod connection;
+pub(crate) mod input;
+mod merge;
+mod output;
+mod parse;
+pub mod pattern;
+pub(crate) mod secret;
+mod tree;
+pub(crate) mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use crate::diag::Diagnostics;
 use crate::vars::Vars;
+
+pub use pattern::PatternError;
+
+/// The candidate closest to `name`, the first one listed when several are equally close
+/// (`diag::suggest` keeps the last of equals, so the list goes in reversed).
+pub(crate) fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    crate::diag::suggest(name, candidates.iter().rev().copied())
+}
+
+/// `; did you mean "x"?` for [`closest`], or nothing.
+pub(crate) fn did_you_mean(name: &str, candidates: &[&str]) -> String {
+    closest(name, candidates).map_or_else(String::new, |s| format!("; did you mean \"{s}\"?"))
+}
 
 /// How capstan reaches a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -90,4 +131,15 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
     /// Free-form `[settings]` later issues read (cache store, lock, DTR cluster facts).
     pub settings: toml::Table,
+}
+
+impl Inventory {
+    /// Reads and checks the inventory at `path`, resolving its secrets.
+    ///
+    /// # Errors
+    /// Every problem in the file, each at its `file:line:column`: TOML syntax, unknown keys,
+    /// wrong types or values, unresolvable secrets, unknown members, group cycles.
+    pub fn load(path: &Path) -> Result<Inventory, Diagnostics> {
+        parse::load(path, &input::process_env)
+    }
 }
