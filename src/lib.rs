@@ -3,17 +3,20 @@
 //! Data flows one way: arguments → inventory + playbook → templates → plan → engine
 //! (transport, cache) → events → reporter.
 
+pub mod app;
+pub mod cli;
+pub mod context;
 pub mod diag;
 pub mod engine;
+pub mod error;
 pub mod extra_vars;
 pub mod inventory;
 pub mod playbook;
+pub mod report;
 pub mod secrets;
 pub mod template;
 pub mod transport;
+pub mod validate;
 pub mod vars;
 
-/// Runs the command line and returns the process exit code.
-pub fn run() -> i32 {
-    0
-}
+pub use app::run;

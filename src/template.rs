@@ -157,7 +157,9 @@ impl Templates {
             .env
             .compile_expression(inner)
             .map_err(|e| convert(what, inner, &e))?;
-        let value = compiled.eval(ctx.clone()).map_err(|e| convert(what, inner, &e))?;
+        let value = compiled
+            .eval(ctx.clone())
+            .map_err(|e| convert(what, inner, &e))?;
         if value.is_undefined() {
             return Err(TemplateError {
                 template: what.to_owned(),
@@ -226,7 +228,9 @@ fn convert(what: &str, source: &str, e: &minijinja::Error) -> TemplateError {
             message,
         };
     }
-    let detail = e.detail().map_or_else(|| e.kind().to_string(), str::to_owned);
+    let detail = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_owned);
     let at = line.map_or_else(String::new, |l| format!(" line {l}"));
     TemplateError {
         template: what.to_owned(),
@@ -252,7 +256,11 @@ pub fn shell_quote(s: &str) -> Result<String, QuoteError> {
     }
     let safe = !s.is_empty()
         && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'@' | b'%' | b'+' | b'=' | b':' | b',' | b'.' | b'/' | b'_' | b'-')
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'@' | b'%' | b'+' | b'=' | b':' | b',' | b'.' | b'/' | b'_' | b'-'
+                )
         });
     if safe {
         return Ok(s.to_owned());
@@ -285,7 +293,11 @@ mod tests {
 
     /// Runs `sh -c` on a rendered command and returns its stdout.
     fn sh(cmd: &str) -> String {
-        let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh runs");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .expect("sh runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -306,7 +318,12 @@ mod tests {
             "$HOME",
         ] {
             let cmd = t
-                .render("cmd", "printf %s {{ v }}", Mode::Shell, &ctx(&[("v", hostile)]))
+                .render(
+                    "cmd",
+                    "printf %s {{ v }}",
+                    Mode::Shell,
+                    &ctx(&[("v", hostile)]),
+                )
                 .expect("renders");
             assert_eq!(sh(&cmd), hostile, "command was {cmd:?}");
         }
@@ -316,7 +333,12 @@ mod tests {
     fn safe_values_stay_readable() {
         let t = Templates::new(".");
         let cmd = t
-            .render("cmd", "touch {{ d }}/marker", Mode::Shell, &ctx(&[("d", "/tmp/x-1")]))
+            .render(
+                "cmd",
+                "touch {{ d }}/marker",
+                Mode::Shell,
+                &ctx(&[("d", "/tmp/x-1")]),
+            )
             .expect("renders");
         assert_eq!(cmd, "touch /tmp/x-1/marker");
     }
@@ -325,11 +347,21 @@ mod tests {
     fn raw_opts_out_of_quoting() {
         let t = Templates::new(".");
         let cmd = t
-            .render("cmd", "echo {{ v | raw }}", Mode::Shell, &ctx(&[("v", "a && b")]))
+            .render(
+                "cmd",
+                "echo {{ v | raw }}",
+                Mode::Shell,
+                &ctx(&[("v", "a && b")]),
+            )
             .expect("renders");
         assert_eq!(cmd, "echo a && b");
         let cmd = t
-            .render("cmd", "echo {{ v | safe }}", Mode::Shell, &ctx(&[("v", "$X")]))
+            .render(
+                "cmd",
+                "echo {{ v | safe }}",
+                Mode::Shell,
+                &ctx(&[("v", "$X")]),
+            )
             .expect("renders");
         assert_eq!(cmd, "echo $X");
     }
@@ -347,7 +379,12 @@ mod tests {
     fn plain_mode_does_not_quote() {
         let t = Templates::new(".");
         let s = t
-            .render("creates", "{{ d }}/it's", Mode::Plain, &ctx(&[("d", "/a b")]))
+            .render(
+                "creates",
+                "{{ d }}/it's",
+                Mode::Plain,
+                &ctx(&[("d", "/a b")]),
+            )
             .expect("renders");
         assert_eq!(s, "/a b/it's");
     }
@@ -356,15 +393,27 @@ mod tests {
     fn undefined_variable_names_template_line_and_variable() {
         let t = Templates::new(".");
         let err = t
-            .render("command of task \"x\"", "a\necho {{ nope }}", Mode::Shell, &ctx(&[]))
+            .render(
+                "command of task \"x\"",
+                "a\necho {{ nope }}",
+                Mode::Shell,
+                &ctx(&[]),
+            )
             .expect_err("undefined must fail");
         assert_eq!(err.variable.as_deref(), Some("nope"));
         assert_eq!(err.line, Some(2));
-        assert_eq!(err.message, "command of task \"x\" line 2: undefined variable `nope`");
+        assert_eq!(
+            err.message,
+            "command of task \"x\" line 2: undefined variable `nope`"
+        );
         let err = t
             .render("f", "{{ a.b }}", Mode::Plain, &ctx(&[]))
             .expect_err("undefined must fail");
-        assert!(err.message.contains("undefined variable `a.b`"), "{}", err.message);
+        assert!(
+            err.message.contains("undefined variable `a.b`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -374,7 +423,10 @@ mod tests {
             .render("f", "{{ port | default(8080) }}", Mode::Plain, &ctx(&[]))
             .expect("renders");
         assert_eq!(s, "8080");
-        assert!(!t.eval_bool("when", "x is defined", &ctx(&[])).expect("evaluates"));
+        assert!(
+            !t.eval_bool("when", "x is defined", &ctx(&[]))
+                .expect("evaluates")
+        );
     }
 
     #[test]
@@ -382,9 +434,18 @@ mod tests {
         let t = Templates::new(".");
         let c = ctx(&[("v", "2.7.1")]);
         assert!(t.eval_bool("when", "v == '2.7.1'", &c).expect("evaluates"));
-        assert!(t.eval_bool("when", "{{ v != '1' }}", &c).expect("evaluates"));
-        let err = t.eval_bool("when", "missing == 1", &c).expect_err("undefined");
-        assert!(err.message.contains("undefined variable"), "{}", err.message);
+        assert!(
+            t.eval_bool("when", "{{ v != '1' }}", &c)
+                .expect("evaluates")
+        );
+        let err = t
+            .eval_bool("when", "missing == 1", &c)
+            .expect_err("undefined");
+        assert!(
+            err.message.contains("undefined variable"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -392,7 +453,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("a.j2"), "name={{ n }}\n").expect("write");
         let t = Templates::new(dir.path());
-        let s = t.render_file("a.j2", &ctx(&[("n", "x y")])).expect("renders");
+        let s = t
+            .render_file("a.j2", &ctx(&[("n", "x y")]))
+            .expect("renders");
         assert_eq!(s, "name=x y\n");
         let err = t.render_file("a.j2", &ctx(&[])).expect_err("undefined");
         assert_eq!(err.message, "a.j2 line 1: undefined variable `n`");
@@ -401,7 +464,10 @@ mod tests {
     #[test]
     fn variables_of_lists_top_level_names() {
         let t = Templates::new(".");
-        assert_eq!(t.variables_of("{{ a }} {{ b.c }} {{ a }}", false), ["a", "b"]);
+        assert_eq!(
+            t.variables_of("{{ a }} {{ b.c }} {{ a }}", false),
+            ["a", "b"]
+        );
         assert_eq!(t.variables_of("r.rc == 0 and x", true), ["r", "x"]);
     }
 }

@@ -1,3 +1,258 @@
-//! The execution engine: plays, batches, tasks and hosts.
+//! The execution engine: connects to every targeted host once, then runs each play's tasks
+//! batch by batch, hosts in parallel up to `--forks`, and sends [`Event`]s to the reporter.
+//! It never prints.
 
+pub mod batch;
+mod host;
+mod play;
 pub mod script;
+mod segment;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use indexmap::IndexMap;
+
+use crate::inventory::{Host, Inventory, PatternError};
+use crate::playbook::Playbook;
+use crate::report::event::{Event, HostRecap};
+use crate::template::Templates;
+use crate::transport::{ConnectOptions, Session};
+use crate::vars::Vars;
+
+/// Default timeout of one command when neither the task nor the inventory sets one.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Everything the command line decides about a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub forks: usize,
+    pub check: bool,
+    pub diff: bool,
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub extra_vars: Vars,
+    pub connect: ConnectOptions,
+    pub templates_dir: PathBuf,
+}
+
+/// Set by the first Ctrl-C: start no new work.
+#[derive(Debug, Default)]
+pub struct Interrupt(AtomicBool);
+
+impl Interrupt {
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Why a run was refused before anything ran.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("play \"{play}\": {source}")]
+    Pattern {
+        play: String,
+        #[source]
+        source: PatternError,
+    },
+    #[error("--limit: {0}")]
+    Limit(#[source] PatternError),
+    #[error("{0}")]
+    HostKeys(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    pub recap: IndexMap<String, HostRecap>,
+    pub interrupted: bool,
+}
+
+impl RunOutcome {
+    /// 0 success, 2 when any host failed or was unreachable (or the run was interrupted).
+    pub fn exit_code(&self) -> i32 {
+        let bad = self
+            .recap
+            .values()
+            .any(|r| r.failed > 0 || r.unreachable > 0);
+        if bad || self.interrupted { 2 } else { 0 }
+    }
+    /// Whether anything changed (or would change, in check mode).
+    pub fn changed(&self) -> bool {
+        self.recap.values().any(|r| r.changed > 0)
+    }
+}
+
+/// What the engine shares with every play and host.
+pub(crate) struct Shared<'a> {
+    pub inventory: &'a Inventory,
+    pub opts: &'a RunOptions,
+    pub templates: Templates,
+    pub events: std::sync::mpsc::Sender<Event>,
+    pub interrupt: Arc<Interrupt>,
+}
+
+impl Shared<'_> {
+    pub fn emit(&self, event: Event) {
+        // The reporter outliving the engine is the reporter's business; a closed channel
+        // only means nobody is listening any more.
+        let _ = self.events.send(event);
+    }
+}
+
+/// Runs `playbook` against `inventory`.
+pub async fn run(
+    inventory: &Inventory,
+    playbook: &Playbook,
+    opts: &RunOptions,
+    events: std::sync::mpsc::Sender<Event>,
+    interrupt: Arc<Interrupt>,
+) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let shared = Shared {
+        inventory,
+        opts,
+        templates: Templates::new(&opts.templates_dir),
+        events,
+        interrupt,
+    };
+    let plays = resolve_plays(inventory, playbook, opts)?;
+    let mut targets: Vec<&Host> = Vec::new();
+    for (_, hosts) in &plays {
+        for h in hosts {
+            if !targets.iter().any(|t| t.name == h.name) {
+                targets.push(h);
+            }
+        }
+    }
+    shared.emit(Event::RunStarted {
+        playbook: playbook.name.clone(),
+        hosts: targets.len(),
+        check: opts.check,
+    });
+
+    let mut outcome = RunOutcome::default();
+    for h in &targets {
+        outcome.recap.insert(h.name.clone(), HostRecap::default());
+    }
+    let sessions = connect_all(&shared, &targets, &mut outcome).await?;
+
+    for (play, hosts) in &plays {
+        if shared.interrupt.is_set() {
+            break;
+        }
+        let stop = play::run_play(&shared, play, hosts, &sessions, &mut outcome).await;
+        if stop {
+            break;
+        }
+    }
+    outcome.interrupted = shared.interrupt.is_set();
+    if outcome.interrupted {
+        shared.emit(Event::Interrupted);
+    }
+    for (_, session) in sessions {
+        if let Some(s) = Arc::into_inner(session) {
+            s.close().await;
+        }
+    }
+    shared.emit(Event::RunFinished {
+        recap: outcome.recap.clone().into_iter().collect(),
+        elapsed: started.elapsed(),
+    });
+    Ok(outcome)
+}
+
+/// Each play's hosts: its pattern, narrowed by `--limit`.
+fn resolve_plays<'a>(
+    inventory: &'a Inventory,
+    playbook: &'a Playbook,
+    opts: &RunOptions,
+) -> Result<Vec<(&'a crate::playbook::Play, Vec<&'a Host>)>, RunError> {
+    let limit: Option<Vec<&Host>> = match &opts.limit {
+        Some(pattern) => Some(inventory.select(pattern).map_err(RunError::Limit)?),
+        None => None,
+    };
+    playbook
+        .plays
+        .iter()
+        .map(|play| {
+            let mut hosts = inventory
+                .select(&play.hosts)
+                .map_err(|source| RunError::Pattern {
+                    play: play.name.clone(),
+                    source,
+                })?;
+            if let Some(limit) = &limit {
+                hosts.retain(|h| limit.iter().any(|l| l.name == h.name));
+            }
+            Ok((play, hosts))
+        })
+        .collect()
+}
+
+/// Connects to every host at once (up to `--forks` handshakes in flight). Host key problems
+/// are collected from all hosts and refuse the whole run; other failures make that host
+/// unreachable and the run goes on without it.
+async fn connect_all(
+    shared: &Shared<'_>,
+    targets: &[&Host],
+    outcome: &mut RunOutcome,
+) -> Result<BTreeMap<String, Arc<Session>>, RunError> {
+    let forks = shared.opts.forks.max(1);
+    let results: Vec<_> = futures::stream::iter(targets.iter().map(|h| async move {
+        let t0 = Instant::now();
+        let r = Session::connect(h, &shared.opts.connect).await;
+        (h.name.clone(), r, t0.elapsed())
+    }))
+    .buffer_unordered(forks)
+    .collect()
+    .await;
+
+    let mut sessions = BTreeMap::new();
+    let mut key_problems = Vec::new();
+    for (name, result, elapsed) in results {
+        match result {
+            Ok(s) => {
+                shared.emit(Event::Connected {
+                    host: name.clone(),
+                    elapsed,
+                });
+                sessions.insert(name, Arc::new(s));
+            }
+            Err(e) if e.is_host_key_problem() => key_problems.push((name, e.to_string())),
+            Err(e) => {
+                shared.emit(Event::Unreachable {
+                    host: name.clone(),
+                    reason: e.to_string(),
+                });
+                if let Some(r) = outcome.recap.get_mut(&name) {
+                    r.unreachable += 1;
+                }
+            }
+        }
+    }
+    if !key_problems.is_empty() {
+        key_problems.sort();
+        let n = key_problems.len();
+        shared.emit(Event::HostKeysRefused {
+            problems: key_problems,
+        });
+        for (_, s) in sessions {
+            if let Some(s) = Arc::into_inner(s) {
+                s.close().await;
+            }
+        }
+        return Err(RunError::HostKeys(format!(
+            "refused: {n} host key problem(s); nothing was run on any host"
+        )));
+    }
+    Ok(sessions)
+}

@@ -116,7 +116,10 @@ impl Script {
         let mut text = String::with_capacity(1024);
         let _ = writeln!(text, "__cs_id=__CAPSTAN_{nonce}");
         text.push_str(PROLOGUE);
-        if steps.iter().any(|s| matches!(s, Step::Command { escalate: Some(b), .. } if b.with_password)) {
+        if steps
+            .iter()
+            .any(|s| matches!(s, Step::Command { escalate: Some(b), .. } if b.with_password))
+        {
             text.push_str("exec 3<&0\n");
         }
         for (i, step) in steps.iter().enumerate() {
@@ -139,7 +142,10 @@ impl Script {
         let err = split(stderr, marker.as_bytes());
         (0..self.steps)
             .map(|i| {
-                let (verdict, has_old) = out.marks.get(i).map_or((Verdict::Interrupted, false), |m| parse_mark(m));
+                let (verdict, has_old) = out
+                    .marks
+                    .get(i)
+                    .map_or((Verdict::Interrupted, false), |m| parse_mark(m));
                 StepOutput {
                     verdict,
                     stdout: out.bodies.get(i).cloned().unwrap_or_default(),
@@ -169,11 +175,19 @@ fn command_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) {
     };
     let mut branch = "if";
     if let Some(path) = creates {
-        let _ = writeln!(text, "{branch} [ -e {} ]; then __cs_mark {i} ok creates", q(path));
+        let _ = writeln!(
+            text,
+            "{branch} [ -e {} ]; then __cs_mark {i} ok creates",
+            q(path)
+        );
         branch = "elif";
     }
     if let Some(path) = removes {
-        let _ = writeln!(text, "{branch} [ ! -e {} ]; then __cs_mark {i} ok removes", q(path));
+        let _ = writeln!(
+            text,
+            "{branch} [ ! -e {} ]; then __cs_mark {i} ok removes",
+            q(path)
+        );
         branch = "elif";
     }
     if let Some(cmd) = unless {
@@ -215,7 +229,10 @@ fn template_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) 
         return;
     };
     let hash = hex::encode(Sha256::digest(content.as_bytes()));
-    let sudo = escalate.as_ref().map(|b| format!("{} ", b.prefix())).unwrap_or_default();
+    let sudo = escalate
+        .as_ref()
+        .map(|b| format!("{} ", b.prefix()))
+        .unwrap_or_default();
     let _ = writeln!(text, "__cs_f={}; __cs_hash \"$__cs_f\"; __cs_d=", q(dest));
     let _ = writeln!(text, "[ \"$__cs_h\" = {hash} ] || __cs_d=content");
     let want_mode = mode.as_deref().map(normalize_mode);
@@ -225,7 +242,10 @@ fn template_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) 
             "__cs_mode \"$__cs_f\"; [ \"$__cs_h\" = absent ] || [ \"${{__cs_m#0}}\" = {m} ] || __cs_d=\"${{__cs_d:+$__cs_d,}}mode\""
         );
     }
-    let _ = writeln!(text, "if [ -z \"$__cs_d\" ]; then __cs_mark {i} ok same\nelse");
+    let _ = writeln!(
+        text,
+        "if [ -z \"$__cs_d\" ]; then __cs_mark {i} ok same\nelse"
+    );
     let _ = writeln!(text, "[ \"$__cs_h\" = absent ] && __cs_d=new");
     if opts.check {
         if opts.want_old_content {
@@ -264,7 +284,11 @@ fn template_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) 
 /// `"0644"` → `"644"`, as `stat -c %a` prints it.
 fn normalize_mode(mode: &str) -> String {
     let m = mode.trim_start_matches('0');
-    if m.is_empty() { "0".to_owned() } else { m.to_owned() }
+    if m.is_empty() {
+        "0".to_owned()
+    } else {
+        m.to_owned()
+    }
 }
 
 struct Split {
@@ -281,7 +305,10 @@ fn split(data: &[u8], marker: &[u8]) -> Split {
             Some(pos) => {
                 bodies.push(rest[..pos].to_vec());
                 let after = &rest[pos + marker.len()..];
-                let end = after.iter().position(|&b| b == b'\n').unwrap_or(after.len());
+                let end = after
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or(after.len());
                 marks.push(String::from_utf8_lossy(&after[..end]).into_owned());
                 rest = after.get(end + 1..).unwrap_or(&[]);
             }
@@ -350,7 +377,11 @@ mod tests {
     #[test]
     fn steps_get_their_own_output_and_exit_codes() {
         let s = Script::build(
-            &[cmd("echo one; echo e1 >&2"), cmd("printf 'no newline'"), cmd("true")],
+            &[
+                cmd("echo one; echo e1 >&2"),
+                cmd("printf 'no newline'"),
+                cmd("true"),
+            ],
             ScriptOptions::default(),
         );
         let r = run(&s);
@@ -364,7 +395,10 @@ mod tests {
 
     #[test]
     fn a_failed_step_stops_the_script() {
-        let s = Script::build(&[cmd("exit 7"), cmd("echo never")], ScriptOptions::default());
+        let s = Script::build(
+            &[cmd("exit 7"), cmd("echo never")],
+            ScriptOptions::default(),
+        );
         let r = run(&s);
         assert_eq!(r[0].verdict, Verdict::Ran(7));
         assert_eq!(r[1].verdict, Verdict::Interrupted);
@@ -392,7 +426,13 @@ mod tests {
                 escalate: None,
             },
         ];
-        let check = Script::build(&steps, ScriptOptions { check: true, want_old_content: false });
+        let check = Script::build(
+            &steps,
+            ScriptOptions {
+                check: true,
+                want_old_content: false,
+            },
+        );
         let r = run(&check);
         assert_eq!(r[0].verdict, Verdict::WouldRun);
         assert!(!marker.exists(), "check mode must not run the command");
@@ -413,17 +453,35 @@ mod tests {
             mode: Some("0640".into()),
             escalate: None,
         };
-        let opts = ScriptOptions { check: false, want_old_content: true };
+        let opts = ScriptOptions {
+            check: false,
+            want_old_content: true,
+        };
         let s = Script::build(std::slice::from_ref(&step), opts);
         let r = run(&s);
-        assert_eq!(r[0].verdict, Verdict::Wrote { code: 0, detail: "new".into() });
-        assert_eq!(std::fs::read_to_string(&dest).expect("written"), "a = 'quoted' $(x)\nno newline");
+        assert_eq!(
+            r[0].verdict,
+            Verdict::Wrote {
+                code: 0,
+                detail: "new".into()
+            }
+        );
+        assert_eq!(
+            std::fs::read_to_string(&dest).expect("written"),
+            "a = 'quoted' $(x)\nno newline"
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&dest).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
         assert_eq!(run(&s)[0].verdict, Verdict::Satisfied("same".into()));
         std::fs::write(&dest, "old\n").expect("write");
-        let check = Script::build(&[step], ScriptOptions { check: true, want_old_content: true });
+        let check = Script::build(
+            &[step],
+            ScriptOptions {
+                check: true,
+                want_old_content: true,
+            },
+        );
         let r = run(&check);
         assert_eq!(r[0].verdict, Verdict::WouldChange("content".into()));
         assert!(r[0].has_old_content);
@@ -444,13 +502,19 @@ mod tests {
             escalate: None,
         };
         let r = run(&Script::build(&[step], ScriptOptions::default()));
-        assert_eq!(r[0].verdict, Verdict::Wrote { code: 0, detail: "mode".into() });
+        assert_eq!(
+            r[0].verdict,
+            Verdict::Wrote {
+                code: 0,
+                detail: "mode".into()
+            }
+        );
     }
 
     #[test]
     fn a_timeout_signal_kills_the_running_command() {
         let s = Script::build(&[cmd("sleep 30; echo late")], ScriptOptions::default());
-        let mut child = Command::new("sh")
+        let child = Command::new("sh")
             .arg("-c")
             .arg(&s.text)
             .stdout(std::process::Stdio::piped())
@@ -459,8 +523,11 @@ mod tests {
             .expect("spawn");
         std::thread::sleep(std::time::Duration::from_millis(300));
         let pid = i32::try_from(child.id()).expect("pid");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
-            .expect("signal");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signal");
         let started = std::time::Instant::now();
         let out = child.wait_with_output().expect("wait");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));

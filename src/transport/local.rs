@@ -45,7 +45,9 @@ impl LocalSession {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| TransportError::Other(format!("{}: cannot start `{}`: {e}", self.name, self.shell)))?;
+            .map_err(|e| {
+                TransportError::Other(format!("{}: cannot start `{}`: {e}", self.name, self.shell))
+            })?;
         let pid = child.id();
 
         if let (Some(data), Some(mut stdin)) = (&req.stdin, child.stdin.take()) {
@@ -79,7 +81,8 @@ impl LocalSession {
         let limit = req.timeout.unwrap_or(Duration::MAX);
         match tokio::time::timeout(limit, run).await {
             Ok((stdout, stderr, status)) => {
-                let status = status.map_err(|e| TransportError::Other(format!("{}: {e}", self.name)))?;
+                let status =
+                    status.map_err(|e| TransportError::Other(format!("{}: {e}", self.name)))?;
                 Ok(ExecOutput {
                     stdout,
                     stderr,
@@ -110,7 +113,10 @@ fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
     let name = status
         .signal()
         .and_then(|s| Signal::try_from(s).ok())
-        .map_or_else(|| "UNKNOWN".to_owned(), |s| s.as_str().trim_start_matches("SIG").to_owned());
+        .map_or_else(
+            || "UNKNOWN".to_owned(),
+            |s| s.as_str().trim_start_matches("SIG").to_owned(),
+        );
     ExitStatus::Signal(name)
 }
 
@@ -151,7 +157,10 @@ mod tests {
     #[tokio::test]
     async fn separates_streams_and_exit_codes() {
         let s = LocalSession::new(&host());
-        let out = s.exec(&req("echo out; echo err >&2; exit 3")).await.expect("runs");
+        let out = s
+            .exec(&req("echo out; echo err >&2; exit 3"))
+            .await
+            .expect("runs");
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
         assert_eq!(out.status, ExitStatus::Code(3));

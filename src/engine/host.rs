@@ -1,0 +1,755 @@
+//! One host's part of a play: its variables, what it registered, and running a segment of
+//! tasks on it through the idempotency protocol (query, decide, apply, verify).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use minijinja::value::Value;
+
+use super::script::{Become, Script, ScriptOptions, Step, StepOutput, Verdict};
+use super::{DEFAULT_COMMAND_TIMEOUT, Shared};
+use crate::context::host_context;
+use crate::inventory::Host;
+use crate::playbook::{Action, Play, Task};
+use crate::report::event::{Event, Status, TaskReport};
+use crate::secrets;
+use crate::template::{Mode, TemplateError};
+use crate::transport::{ExecRequest, ExitStatus, Session, TransportError};
+
+/// A host as a play sees it.
+pub(crate) struct HostState<'a> {
+    pub host: &'a Host,
+    pub session: Arc<Session>,
+    /// Inventory vars, play vars and extra vars, merged, as template values.
+    base: BTreeMap<String, Value>,
+    registered: BTreeMap<String, Value>,
+    /// Registered names that check mode could not produce.
+    unknown: BTreeSet<String>,
+    pub failed: bool,
+    pub unreachable: bool,
+    /// The last task's result, for `until` without `register`.
+    last_result: Option<Value>,
+}
+
+/// A task turned into a step for this host, with what the report needs.
+struct Prepared<'t> {
+    task: &'t Task,
+    index: usize,
+    step: Step,
+    shown: Option<String>,
+    new_content: Option<String>,
+}
+
+impl<'a> HostState<'a> {
+    /// Merges the host's variables: inventory levels, then play vars (rendered against the
+    /// levels below them), then `-e` extra vars.
+    pub fn new(
+        shared: &Shared<'_>,
+        play: &Play,
+        host: &'a Host,
+        session: Arc<Session>,
+    ) -> Result<Self, TemplateError> {
+        let base = host_context(
+            shared.inventory,
+            play,
+            host,
+            &shared.opts.extra_vars,
+            &shared.templates,
+        )
+        .map_err(|e| e.error)?;
+        Ok(Self {
+            host,
+            session,
+            base,
+            registered: BTreeMap::new(),
+            unknown: BTreeSet::new(),
+            failed: false,
+            unreachable: false,
+            last_result: None,
+        })
+    }
+
+    pub fn active(&self) -> bool {
+        !self.failed && !self.unreachable
+    }
+
+    fn context(&self, current: Option<(&str, &Value)>) -> Value {
+        let mut map = self.base.clone();
+        for (k, v) in &self.registered {
+            map.insert(k.clone(), v.clone());
+        }
+        if let Some((name, value)) = current {
+            map.insert("result".to_owned(), value.clone());
+            map.insert(name.to_owned(), value.clone());
+        }
+        Value::from(map)
+    }
+
+    /// Makes a `run_once` task's registered result visible on this host too.
+    pub fn adopt(&mut self, name: &str, value: Option<Value>) {
+        match value {
+            Some(v) => {
+                self.registered.insert(name.to_owned(), v);
+            }
+            None => {
+                self.unknown.insert(name.to_owned());
+            }
+        }
+    }
+
+    pub fn registered(&self, name: &str) -> Option<Value> {
+        self.registered.get(name).cloned()
+    }
+
+    /// Runs the tasks `indices` of `play` on this host; returns their reports in order.
+    pub async fn run_segment(
+        &mut self,
+        shared: &Shared<'_>,
+        play: &Play,
+        indices: &[usize],
+    ) -> Vec<TaskReport> {
+        let mut reports: BTreeMap<usize, TaskReport> = BTreeMap::new();
+        let mut prepared = Vec::new();
+        for &i in indices {
+            match self.prepare(shared, play, &play.tasks[i], i) {
+                Prep::Run(p) => prepared.push(p),
+                Prep::Skip(r) => {
+                    reports.insert(i, *r);
+                }
+                Prep::Fail(r) => {
+                    self.failed = true;
+                    reports.insert(i, *r);
+                    // Nothing of this segment has run yet: later tasks are not reached.
+                    reports.retain(|&j, _| j <= i);
+                    return reports.into_values().collect();
+                }
+            }
+        }
+        if prepared.is_empty() {
+            return reports.into_values().collect();
+        }
+        let retrying = prepared.len() == 1
+            && (prepared[0].task.until.is_some() || prepared[0].task.retries.is_some());
+        let done = if retrying {
+            vec![self.run_until(shared, play, &prepared[0]).await]
+        } else {
+            self.run_steps(shared, play, &prepared).await
+        };
+        let first_bad = done
+            .iter()
+            .find(|r| matches!(r.status, Status::Failed | Status::Unreachable))
+            .map(|r| r.task_index);
+        for r in done {
+            match r.status {
+                Status::Failed => self.failed = true,
+                Status::Unreachable => self.unreachable = true,
+                _ => {}
+            }
+            reports.insert(r.task_index, r);
+        }
+        if let Some(bad) = first_bad {
+            reports.retain(|&i, _| i <= bad);
+        }
+        reports.into_values().collect()
+    }
+
+    /// Evaluates `when`, renders the task for this host, and builds its step.
+    fn prepare<'t>(
+        &mut self,
+        shared: &Shared<'_>,
+        play: &Play,
+        task: &'t Task,
+        index: usize,
+    ) -> Prep<'t> {
+        let base = || report(play, task, index, &self.host.name, shared.opts.check);
+        let ctx = self.context(None);
+        if shared.opts.check
+            && let Some(dep) = self.unknown_dependency(shared, task)
+        {
+            if let Some(name) = &task.register {
+                self.unknown.insert(name.clone());
+            }
+            let mut r = base();
+            r.status = Status::Skipped;
+            r.note = Some(format!(
+                "unknown: depends on `{dep}`, which check mode could not produce"
+            ));
+            return Prep::Skip(Box::new(r));
+        }
+        if let Some(when) = &task.when {
+            match shared.templates.eval_bool(
+                &format!("`when` of task \"{}\"", task.name),
+                when,
+                &ctx,
+            ) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Some(name) = &task.register {
+                        self.registered.insert(name.clone(), skipped_result());
+                    }
+                    let mut r = base();
+                    r.status = Status::Skipped;
+                    r.note = Some("when: false".to_owned());
+                    return Prep::Skip(Box::new(r));
+                }
+                Err(e) => return Prep::Fail(Box::new(failed(base(), &e.message))),
+            }
+        }
+        match self.build_step(shared, play, task, &ctx) {
+            Ok((step, shown, new_content)) => Prep::Run(Prepared {
+                task,
+                index,
+                step,
+                shown,
+                new_content,
+            }),
+            Err(e) => Prep::Fail(Box::new(failed(base(), &e.message))),
+        }
+    }
+
+    /// The first registered name this task reads that check mode could not produce.
+    fn unknown_dependency(&self, shared: &Shared<'_>, task: &Task) -> Option<String> {
+        if self.unknown.is_empty() {
+            return None;
+        }
+        let t = &shared.templates;
+        let mut names = Vec::new();
+        if let Some(w) = &task.when {
+            names.extend(t.variables_of(w, true));
+        }
+        for field in [&task.creates, &task.removes, &task.unless]
+            .into_iter()
+            .flatten()
+        {
+            names.extend(t.variables_of(field, false));
+        }
+        match &task.action {
+            Action::Command(c) => names.extend(t.variables_of(c, false)),
+            Action::Template(spec) => {
+                names.extend(t.variables_of(&spec.dest, false));
+                if let Ok(src) = t.file_source(&t.dir().join(&spec.src), &spec.src) {
+                    names.extend(t.variables_of(&src, false));
+                }
+            }
+        }
+        names.into_iter().find(|n| self.unknown.contains(n))
+    }
+
+    fn build_step(
+        &self,
+        shared: &Shared<'_>,
+        play: &Play,
+        task: &Task,
+        ctx: &Value,
+    ) -> Result<(Step, Option<String>, Option<String>), TemplateError> {
+        let t = &shared.templates;
+        let what = |field: &str| format!("`{field}` of task \"{}\"", task.name);
+        let escalate = if task.r#become.unwrap_or(play.r#become) {
+            Some(Become {
+                user: task
+                    .become_user
+                    .clone()
+                    .or_else(|| play.become_user.clone())
+                    .unwrap_or_else(|| "root".to_owned()),
+                with_password: self.host.become_password.is_some(),
+            })
+        } else {
+            None
+        };
+        let plain = |field: &str, v: &Option<String>| -> Result<Option<String>, TemplateError> {
+            v.as_ref()
+                .map(|s| t.render(&what(field), s, Mode::Plain, ctx))
+                .transpose()
+        };
+        match &task.action {
+            Action::Command(cmd) => {
+                let command = t.render(&what("command"), cmd, Mode::Shell, ctx)?;
+                let unless = task
+                    .unless
+                    .as_ref()
+                    .map(|u| t.render(&what("unless"), u, Mode::Shell, ctx))
+                    .transpose()?;
+                let shown = Some(command.clone());
+                Ok((
+                    Step::Command {
+                        command,
+                        creates: plain("creates", &task.creates)?,
+                        removes: plain("removes", &task.removes)?,
+                        unless,
+                        escalate,
+                    },
+                    shown,
+                    None,
+                ))
+            }
+            Action::Template(spec) => {
+                let src = t.render(&what("template.src"), &spec.src, Mode::Plain, ctx)?;
+                let dest = t.render(&what("template.dest"), &spec.dest, Mode::Plain, ctx)?;
+                let content = t.render_file(&src, ctx)?;
+                if content.contains('\0') {
+                    return Err(TemplateError {
+                        template: src,
+                        line: None,
+                        variable: None,
+                        message:
+                            "rendered template contains a NUL byte; only text files are supported"
+                                .into(),
+                    });
+                }
+                Ok((
+                    Step::Template {
+                        dest: dest.clone(),
+                        content: content.clone(),
+                        mode: spec.mode.clone(),
+                        escalate,
+                    },
+                    Some(format!("write {dest} from {src}")),
+                    Some(content),
+                ))
+            }
+        }
+    }
+
+    /// Timeout of one task on this host.
+    fn timeout_of(&self, task: &Task) -> Duration {
+        task.timeout
+            .or(self.host.command_timeout)
+            .unwrap_or(DEFAULT_COMMAND_TIMEOUT)
+    }
+
+    /// Runs prepared steps in one round trip and turns each step's output into a report.
+    async fn run_steps(
+        &mut self,
+        shared: &Shared<'_>,
+        play: &Play,
+        prepared: &[Prepared<'_>],
+    ) -> Vec<TaskReport> {
+        let steps: Vec<Step> = prepared.iter().map(|p| p.step.clone()).collect();
+        let script = Script::build(
+            &steps,
+            ScriptOptions {
+                check: shared.opts.check,
+                want_old_content: shared.opts.diff,
+            },
+        );
+        let timeout: Duration = prepared.iter().map(|p| self.timeout_of(p.task)).sum();
+        let stdin = self.sudo_stdin(&steps);
+        shared.emit(Event::TaskStarted {
+            host: self.host.name.clone(),
+            task: match prepared {
+                [one] => one.task.name.clone(),
+                [first, .., last] => format!("{} … {}", first.task.name, last.task.name),
+                [] => String::new(),
+            },
+        });
+        let started = Instant::now();
+        let result = self
+            .session
+            .exec(&ExecRequest {
+                command: script.text.clone(),
+                stdin,
+                timeout: Some(timeout),
+            })
+            .await;
+        let elapsed = started.elapsed();
+        let (outputs, status, transport_error) = match &result {
+            Ok(out) => (
+                script.parse(&out.stdout, &out.stderr),
+                Some(out.status.clone()),
+                None,
+            ),
+            Err(e) => (script.parse(&[], &[]), None, Some(e.clone())),
+        };
+        let mut reports = Vec::new();
+        let per_task = elapsed / u32::try_from(prepared.len()).unwrap_or(1).max(1);
+        let ended = Ended {
+            status: status.as_ref(),
+            error: transport_error.as_ref(),
+            duration: per_task,
+        };
+        for (p, out) in prepared.iter().zip(outputs) {
+            let (r, _) = self.finish(shared, play, p, out, &ended);
+            let stop = matches!(r.status, Status::Failed | Status::Unreachable);
+            reports.push(r);
+            if stop {
+                break;
+            }
+        }
+        reports
+    }
+
+    /// `until`/`retries`: runs one step until its condition holds or attempts run out.
+    /// Attempts = 1 + `retries` (3 when only `until` is given); `delay` between them (5s).
+    async fn run_until(
+        &mut self,
+        shared: &Shared<'_>,
+        play: &Play,
+        p: &Prepared<'_>,
+    ) -> TaskReport {
+        let task = p.task;
+        let attempts = 1 + task.retries.unwrap_or(3);
+        let delay = task.delay.unwrap_or(Duration::from_secs(5));
+        let mut attempt = 1;
+        loop {
+            let mut reports = self.run_steps(shared, play, std::slice::from_ref(p)).await;
+            let Some(mut r) = reports.pop() else {
+                return failed(
+                    report(play, task, p.index, &self.host.name, shared.opts.check),
+                    "no result",
+                );
+            };
+            if r.status == Status::Unreachable || shared.opts.check {
+                return r;
+            }
+            let done = match &task.until {
+                Some(expr) => {
+                    let value = task
+                        .register
+                        .as_ref()
+                        .and_then(|n| self.registered.get(n).cloned())
+                        .or_else(|| self.last_result.clone())
+                        .unwrap_or(Value::UNDEFINED);
+                    let ctx = self.context(Some(("result", &value)));
+                    match shared.templates.eval_bool(
+                        &format!("`until` of task \"{}\"", task.name),
+                        expr,
+                        &ctx,
+                    ) {
+                        Ok(v) => v,
+                        Err(e) => return failed(r, &e.message),
+                    }
+                }
+                None => r.status != Status::Failed,
+            };
+            if done {
+                if attempt > 1 {
+                    r.note = Some(format!("succeeded on attempt {attempt} of {attempts}"));
+                }
+                return r;
+            }
+            if attempt >= attempts || shared.interrupt.is_set() {
+                let why = if task.until.is_some() {
+                    format!("`until` condition still false after {attempt} attempt(s)")
+                } else {
+                    format!("still failing after {attempt} attempt(s)")
+                };
+                return failed(r, &why);
+            }
+            attempt += 1;
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The exec's stdin: the sudo password once per step that needs it.
+    fn sudo_stdin(&self, steps: &[Step]) -> Option<Vec<u8>> {
+        let password = self.host.become_password.as_ref()?;
+        let n = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Command { escalate: Some(b), .. } if b.with_password))
+            .count();
+        (n > 0).then(|| format!("{password}\n").repeat(n).into_bytes())
+    }
+
+    /// Decides a step's status from what it printed, applies `changed_when`/`failed_when`,
+    /// registers the result, and builds the report.
+    fn finish(
+        &mut self,
+        shared: &Shared<'_>,
+        play: &Play,
+        p: &Prepared<'_>,
+        out: StepOutput,
+        ended: &Ended<'_>,
+    ) -> (TaskReport, Option<Value>) {
+        let task = p.task;
+        let check = shared.opts.check;
+        let mut r = report(play, task, p.index, &self.host.name, check);
+        r.duration = ended.duration;
+        r.command = p.shown.as_deref().map(|c| secrets::mask(c).into_owned());
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let is_template = matches!(task.action, Action::Template(_));
+        let mut value = None;
+        match &out.verdict {
+            Verdict::Satisfied(what) => {
+                r.status = Status::Ok;
+                r.note = Some(satisfied_note(what, &p.step));
+                value = Some(result_value(0, "", "", false, false));
+            }
+            Verdict::Ran(rc) => {
+                let v = result_value(*rc, &stdout, &stderr, true, *rc != 0);
+                let ctx = self.context(Some((task.register.as_deref().unwrap_or("result"), &v)));
+                let failed_now = match &task.failed_when {
+                    Some(expr) => shared.templates.eval_bool(
+                        &format!("`failed_when` of task \"{}\"", task.name),
+                        expr,
+                        &ctx,
+                    ),
+                    None => Ok(*rc != 0),
+                };
+                let changed_now = match &task.changed_when {
+                    Some(expr) => shared.templates.eval_bool(
+                        &format!("`changed_when` of task \"{}\"", task.name),
+                        expr,
+                        &ctx,
+                    ),
+                    None => Ok(true),
+                };
+                r.exit = Some(ExitStatus::Code(*rc).to_string());
+                r.stdout = stdout;
+                r.stderr = stderr;
+                match (failed_now, changed_now) {
+                    (Err(e), _) | (_, Err(e)) => {
+                        r = failed(r, &e.message);
+                    }
+                    (Ok(true), Ok(changed)) => {
+                        r.status = Status::Failed;
+                        r.note = Some(if task.failed_when.is_some() {
+                            "`failed_when` is true".to_owned()
+                        } else {
+                            format!("command failed with exit status {rc}")
+                        });
+                        value = Some(with_flags(&v, changed, true));
+                    }
+                    (Ok(false), Ok(changed)) => {
+                        r.status = if changed { Status::Changed } else { Status::Ok };
+                        value = Some(with_flags(&v, changed, false));
+                    }
+                }
+            }
+            Verdict::WouldRun => {
+                r.status = Status::Changed;
+                r.note = Some("would run".to_owned());
+                if shared.opts.diff {
+                    r.diff = r.command.as_ref().map(|c| format!("would run: {c}"));
+                }
+            }
+            Verdict::WouldChange(what)
+            | Verdict::Wrote {
+                code: 0,
+                detail: what,
+            } => {
+                r.status = Status::Changed;
+                let verb = if check { "would change" } else { "changed" };
+                r.note = Some(format!("{verb}: {}", describe_change(what)));
+                if shared.opts.diff {
+                    r.diff = template_diff(
+                        &p.step,
+                        out.has_old_content.then_some(stdout.as_str()),
+                        p.new_content.as_deref(),
+                        what,
+                    );
+                }
+                if !check {
+                    value = Some(result_value(0, "", "", true, false));
+                }
+            }
+            Verdict::Wrote { code, .. } => {
+                r.exit = Some(ExitStatus::Code(*code).to_string());
+                r.stderr = stderr;
+                r = failed(r, "could not write the file");
+            }
+            Verdict::Interrupted => {
+                r.stdout = if is_template { String::new() } else { stdout };
+                r.stderr = stderr;
+                match (ended.error, ended.status) {
+                    (Some(e), _) => {
+                        r.status = Status::Unreachable;
+                        r.note = Some(e.to_string());
+                    }
+                    (None, Some(st @ ExitStatus::TimedOut(_))) => {
+                        r.exit = Some(st.to_string());
+                        r = failed(r, &st.to_string());
+                    }
+                    (None, Some(st)) => {
+                        r.exit = Some(st.to_string());
+                        r = failed(r, &format!("the task did not complete ({st})"));
+                    }
+                    (None, None) => r = failed(r, "the task did not complete"),
+                }
+            }
+        }
+        if is_template {
+            r.stdout.clear();
+        }
+        if let Some(name) = &task.register {
+            match &value {
+                Some(v) => {
+                    self.registered.insert(name.clone(), v.clone());
+                }
+                None if check => {
+                    self.unknown.insert(name.clone());
+                }
+                None => {}
+            }
+        }
+        self.last_result.clone_from(&value);
+        if task.no_log {
+            r.command = r.command.map(|_| "(hidden by no_log)".to_owned());
+            r.stdout = String::new();
+            r.stderr = String::new();
+            r.diff = r.diff.map(|_| "(hidden by no_log)".to_owned());
+        }
+        (mask_report(r), value)
+    }
+}
+
+/// How the exec of a script ended, shared by all its steps.
+struct Ended<'e> {
+    status: Option<&'e ExitStatus>,
+    error: Option<&'e TransportError>,
+    duration: Duration,
+}
+
+fn mask_report(mut r: TaskReport) -> TaskReport {
+    r.stdout = secrets::mask(&r.stdout).into_owned();
+    r.stderr = secrets::mask(&r.stderr).into_owned();
+    r.note = r.note.map(|n| secrets::mask(&n).into_owned());
+    r.diff = r.diff.map(|d| secrets::mask(&d).into_owned());
+    r
+}
+
+fn satisfied_note(what: &str, step: &Step) -> String {
+    match (what, step) {
+        (
+            "creates",
+            Step::Command {
+                creates: Some(p), ..
+            },
+        ) => format!("creates: {p} exists"),
+        (
+            "removes",
+            Step::Command {
+                removes: Some(p), ..
+            },
+        ) => format!("removes: {p} does not exist"),
+        ("unless", _) => "unless: the check command succeeded".to_owned(),
+        ("same", _) => "up to date".to_owned(),
+        (other, _) => other.to_owned(),
+    }
+}
+
+fn describe_change(what: &str) -> String {
+    match what {
+        "new" => "new file".to_owned(),
+        "content" => "content".to_owned(),
+        "mode" => "mode".to_owned(),
+        other => other.replace(',', " and "),
+    }
+}
+
+/// A unified diff of a template's destination, before → after.
+fn template_diff(step: &Step, old: Option<&str>, new: Option<&str>, what: &str) -> Option<String> {
+    let Step::Template { dest, mode, .. } = step else {
+        return None;
+    };
+    let new = new?;
+    if what == "new" {
+        let diff = similar::TextDiff::from_lines("", new);
+        return Some(
+            diff.unified_diff()
+                .context_radius(3)
+                .header("/dev/null", &format!("{dest} (new file)"))
+                .to_string(),
+        );
+    }
+    let mut out = String::new();
+    if what.contains("mode") {
+        out.push_str(&format!(
+            "mode of {dest}: -> {}\n",
+            mode.as_deref().unwrap_or("?")
+        ));
+    }
+    if what.contains("content") {
+        match old {
+            Some(old) => out.push_str(
+                &similar::TextDiff::from_lines(old, new)
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&format!("{dest} (before)"), &format!("{dest} (after)"))
+                    .to_string(),
+            ),
+            None => out.push_str(&format!(
+                "{dest}: content differs (current file larger than {} KiB, not shown)\n",
+                super::script::DIFF_FETCH_LIMIT / 1024
+            )),
+        }
+    }
+    Some(out)
+}
+
+enum Prep<'t> {
+    Run(Prepared<'t>),
+    Skip(Box<TaskReport>),
+    Fail(Box<TaskReport>),
+}
+
+/// A fresh report for `task` on `host`, to be filled in.
+fn report(play: &Play, task: &Task, index: usize, host: &str, check: bool) -> TaskReport {
+    TaskReport {
+        host: host.to_owned(),
+        play: play.name.clone(),
+        task: task.name.clone(),
+        task_index: index,
+        kind: task.action.kind(),
+        status: Status::Ok,
+        check_mode: check,
+        note: None,
+        command: None,
+        exit: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        diff: None,
+        duration: Duration::ZERO,
+    }
+}
+
+fn failed(mut r: TaskReport, why: &str) -> TaskReport {
+    r.status = Status::Failed;
+    r.note = Some(secrets::mask(why).into_owned());
+    r
+}
+
+/// What `register` stores, as an Ansible user expects it.
+fn result_value(rc: i32, stdout: &str, stderr: &str, changed: bool, failed: bool) -> Value {
+    let out = stdout.strip_suffix('\n').unwrap_or(stdout);
+    let err = stderr.strip_suffix('\n').unwrap_or(stderr);
+    let mut m = BTreeMap::new();
+    m.insert("rc", Value::from(rc));
+    m.insert("stdout", Value::from(out));
+    m.insert("stderr", Value::from(err));
+    m.insert(
+        "stdout_lines",
+        Value::from(out.lines().map(Value::from).collect::<Vec<_>>()),
+    );
+    m.insert(
+        "stderr_lines",
+        Value::from(err.lines().map(Value::from).collect::<Vec<_>>()),
+    );
+    m.insert("changed", Value::from(changed));
+    m.insert("failed", Value::from(failed));
+    m.insert("skipped", Value::from(false));
+    Value::from(m)
+}
+
+fn with_flags(v: &Value, changed: bool, failed: bool) -> Value {
+    let mut m: BTreeMap<String, Value> = BTreeMap::new();
+    if let Ok(keys) = v.try_iter() {
+        for k in keys {
+            if let Ok(val) = v.get_item(&k) {
+                m.insert(k.to_string(), val);
+            }
+        }
+    }
+    m.insert("changed".into(), Value::from(changed));
+    m.insert("failed".into(), Value::from(failed));
+    Value::from(m)
+}
+
+fn skipped_result() -> Value {
+    let mut m = BTreeMap::new();
+    m.insert("changed", Value::from(false));
+    m.insert("failed", Value::from(false));
+    m.insert("skipped", Value::from(true));
+    Value::from(m)
+}

@@ -1,0 +1,132 @@
+//! What the engine tells the reporter. The engine never prints; it sends these.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Outcome of one task on one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Nothing needed doing (a guard held, the file was already right).
+    Ok,
+    /// The host was changed (or, in check mode, would be).
+    Changed,
+    /// Not run: `when` was false, a dependency could not be known, or `run_once` elsewhere.
+    Skipped,
+    Failed,
+    /// The connection to the host failed or dropped.
+    Unreachable,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// One task's result on one host, as reported (all text already secret-masked).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub host: String,
+    pub play: String,
+    pub task: String,
+    /// 0-based index of the task in its play.
+    pub task_index: usize,
+    pub kind: &'static str,
+    pub status: Status,
+    /// In check mode, `changed` means "would change".
+    pub check_mode: bool,
+    /// Why: `creates: path exists`, `when: false`, `would run`, the failure reason…
+    pub note: Option<String>,
+    /// The command as sent (rendered, secrets masked), for commands.
+    pub command: Option<String>,
+    /// `exit status 3`, `killed by signal TERM`, `timed out after 5s`.
+    pub exit: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Unified diff or `old -> new` lines, when `--diff`.
+    pub diff: Option<String>,
+    #[serde(serialize_with = "as_secs")]
+    pub duration: Duration,
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// Per-host counts at the end of a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct HostRecap {
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub unreachable: usize,
+}
+
+impl HostRecap {
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Ok => self.ok += 1,
+            Status::Changed => self.changed += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::Failed => self.failed += 1,
+            Status::Unreachable => self.unreachable += 1,
+        }
+    }
+}
+
+/// Everything the reporter hears about, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    RunStarted {
+        playbook: String,
+        hosts: usize,
+        check: bool,
+    },
+    Connected {
+        host: String,
+        elapsed: Duration,
+    },
+    /// Connecting failed for a reason other than the host key.
+    Unreachable {
+        host: String,
+        reason: String,
+    },
+    /// Unknown or changed host keys, all of them, found before any work started.
+    HostKeysRefused {
+        problems: Vec<(String, String)>,
+    },
+    PlayStarted {
+        name: String,
+        hosts: Vec<String>,
+    },
+    BatchStarted {
+        index: usize,
+        total: usize,
+        hosts: Vec<String>,
+        /// Host × task units in this batch, for the progress bar.
+        units: usize,
+    },
+    TaskStarted {
+        host: String,
+        task: String,
+    },
+    TaskFinished(Box<TaskReport>),
+    /// A host left the play without a task result (e.g. skipped by a stopped play).
+    PlayStopped {
+        reason: String,
+    },
+    Interrupted,
+    RunFinished {
+        recap: Vec<(String, HostRecap)>,
+        elapsed: Duration,
+    },
+}

@@ -1,0 +1,224 @@
+//! Offline checks of a playbook against an inventory: host patterns, expressions, and that
+//! every task field and template renders for every targeted host. `capstan validate` and
+//! every `capstan run` (before contacting any host) use this.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use minijinja::value::Value;
+
+use crate::context::host_context;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::inventory::{Host, Inventory};
+use crate::playbook::{Action, Play, Playbook, Task};
+use crate::template::{Mode, TemplateError, Templates};
+use crate::vars::Vars;
+
+/// Hosts named in one problem are listed up to this many.
+const HOSTS_SHOWN: usize = 3;
+
+/// Every problem found, deduplicated across hosts (the message lists the hosts concerned).
+pub fn check_playbook(
+    inventory: &Inventory,
+    playbook: &Playbook,
+    extra: &Vars,
+    limit: Option<&str>,
+    templates_dir: &Path,
+) -> Diagnostics {
+    let mut found = Found::default();
+    let templates = Templates::new(templates_dir);
+    let limit_hosts = match limit.map(|l| inventory.select(l)) {
+        Some(Ok(hosts)) => Some(hosts),
+        Some(Err(e)) => {
+            found.plain(Diagnostic::in_file("--limit", e.to_string()));
+            None
+        }
+        None => None,
+    };
+    for play in &playbook.plays {
+        check_expressions(&templates, playbook, play, &mut found);
+        let hosts = match inventory.select(&play.hosts) {
+            Ok(h) => h,
+            Err(e) => {
+                let d = match play.field_spans.get("hosts") {
+                    Some(span) => {
+                        playbook.diagnostic(span.clone(), format!("play \"{}\": {e}", play.name))
+                    }
+                    None => Diagnostic::at_line(
+                        &playbook.path,
+                        &playbook.source,
+                        play.line,
+                        1,
+                        e.to_string(),
+                    ),
+                };
+                found.plain(d);
+                continue;
+            }
+        };
+        for host in hosts {
+            if limit_hosts
+                .as_ref()
+                .is_some_and(|l| !l.iter().any(|h| h.name == host.name))
+            {
+                continue;
+            }
+            check_host(
+                inventory, playbook, play, host, extra, &templates, &mut found,
+            );
+        }
+    }
+    found.into_diagnostics()
+}
+
+fn check_expressions(t: &Templates, pb: &Playbook, play: &Play, found: &mut Found) {
+    for task in &play.tasks {
+        for (field, expr) in [
+            ("when", &task.when),
+            ("changed_when", &task.changed_when),
+            ("failed_when", &task.failed_when),
+            ("until", &task.until),
+        ] {
+            if let Some(expr) = expr
+                && let Err(e) =
+                    t.check_expression(&format!("`{field}` of task \"{}\"", task.name), expr)
+            {
+                found.plain(pb.task_diagnostic(task, field, e.message));
+            }
+        }
+    }
+}
+
+/// Renders everything of `play` for `host`.
+fn check_host(
+    inventory: &Inventory,
+    pb: &Playbook,
+    play: &Play,
+    host: &Host,
+    extra: &Vars,
+    t: &Templates,
+    found: &mut Found,
+) {
+    let mut ctx = match host_context(inventory, play, host, extra, t) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let d = match play.var_spans.get(&e.name) {
+                Some(span) => pb.diagnostic(span.clone(), e.error.message),
+                None => Diagnostic::at_line(&pb.path, &pb.source, play.line, 1, e.error.message),
+            };
+            found.for_host(d, &host.name);
+            return;
+        }
+    };
+    for task in &play.tasks {
+        check_task(t, pb, task, &Value::from(ctx.clone()), &host.name, found);
+        if let Some(name) = &task.register {
+            ctx.insert(name.clone(), sample_result());
+        }
+    }
+}
+
+fn check_task(
+    t: &Templates,
+    pb: &Playbook,
+    task: &Task,
+    ctx: &Value,
+    host: &str,
+    found: &mut Found,
+) {
+    let what = |f: &str| format!("`{f}` of task \"{}\"", task.name);
+    let mut field = |name: &str, text: &Option<String>, mode: Mode| {
+        if let Some(text) = text
+            && let Err(e) = t.render(&what(name), text, mode, ctx)
+        {
+            found.for_host(pb.task_diagnostic(task, name, e.message), host);
+        }
+    };
+    field("creates", &task.creates, Mode::Plain);
+    field("removes", &task.removes, Mode::Plain);
+    field("unless", &task.unless, Mode::Shell);
+    match &task.action {
+        Action::Command(cmd) => field("command", &Some(cmd.clone()), Mode::Shell),
+        Action::Template(spec) => {
+            field("template.dest", &Some(spec.dest.clone()), Mode::Plain);
+            match t.render(&what("template.src"), &spec.src, Mode::Plain, ctx) {
+                Ok(src) => {
+                    if let Err(e) = t.render_file(&src, ctx) {
+                        found.for_host(template_file_problem(t, pb, task, &src, &e), host);
+                    }
+                }
+                Err(e) => found.for_host(pb.task_diagnostic(task, "template.src", e.message), host),
+            }
+        }
+    }
+}
+
+/// An error inside a template file is located in that file; a missing file at the task.
+fn template_file_problem(
+    t: &Templates,
+    pb: &Playbook,
+    task: &Task,
+    src: &str,
+    e: &TemplateError,
+) -> Diagnostic {
+    let path: PathBuf = t.dir().join(src);
+    match (e.line, t.file_source(&path, src)) {
+        (Some(line), Ok(text)) => Diagnostic::at_line(&path, &text, line, 1, e.message.clone()),
+        _ => pb.task_diagnostic(task, "template.src", e.message.clone()),
+    }
+}
+
+/// What `register` will hold, for checking the fields that read it.
+fn sample_result() -> Value {
+    let mut m = BTreeMap::new();
+    m.insert("rc", Value::from(0));
+    for k in ["stdout", "stderr", "msg"] {
+        m.insert(k, Value::from(""));
+    }
+    m.insert("stdout_lines", Value::from(Vec::<Value>::new()));
+    m.insert("stderr_lines", Value::from(Vec::<Value>::new()));
+    for k in ["changed", "failed", "skipped"] {
+        m.insert(k, Value::from(false));
+    }
+    Value::from(m)
+}
+
+/// Problems keyed by location and message, with the hosts each one concerns.
+#[derive(Default)]
+struct Found {
+    problems: BTreeMap<ProblemKey, (Diagnostic, Vec<String>)>,
+}
+
+/// File, line, column, message.
+type ProblemKey = (PathBuf, usize, usize, String);
+
+impl Found {
+    fn plain(&mut self, d: Diagnostic) {
+        let key = (d.file.clone(), d.line, d.column, d.message.clone());
+        self.problems.entry(key).or_insert((d, Vec::new()));
+    }
+
+    fn for_host(&mut self, d: Diagnostic, host: &str) {
+        let key = (d.file.clone(), d.line, d.column, d.message.clone());
+        let entry = self.problems.entry(key).or_insert((d, Vec::new()));
+        entry.1.push(host.to_owned());
+    }
+
+    fn into_diagnostics(self) -> Diagnostics {
+        let mut out = Diagnostics::default();
+        for (_, (mut d, hosts)) in self.problems {
+            if !hosts.is_empty() {
+                let shown: Vec<&str> = hosts.iter().take(HOSTS_SHOWN).map(String::as_str).collect();
+                let more = hosts.len().saturating_sub(HOSTS_SHOWN);
+                let tail = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                d.message = format!("{} (for host {}{tail})", d.message, shown.join(", "));
+            }
+            out.push(d);
+        }
+        out
+    }
+}
