@@ -6,6 +6,7 @@
 pub mod diag;
 pub mod inventory;
 pub mod playbook;
+pub mod rules;
 pub mod secrets;
 pub mod transport;
 pub mod vars;

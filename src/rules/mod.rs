@@ -1,0 +1,11 @@
+//! The product's safety promise: DTR's upgrade table and replica rules, as pure functions.
+//!
+//! No I/O here. Everything is decided from versions and replica states handed in, and every
+//! refusal names the rule of the source documents (the "Upgrade DTR" table, the "Set up high
+//! availability" page) it enforces and the way forward.
+
+pub mod upgrade;
+
+pub use upgrade::{
+    JudgeOptions, Refusal, Row, Rule, Verdict, classify, judge, major_upgrade_warning,
+};
