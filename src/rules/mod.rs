@@ -4,8 +4,10 @@
 //! refusal names the rule of the source documents (the "Upgrade DTR" table, the "Set up high
 //! availability" page) it enforces and the way forward.
 
+pub mod planner;
 pub mod upgrade;
 
+pub use planner::{PlanError, UpgradeHop, UpgradePlan, cluster_version, plan};
 pub use upgrade::{
     JudgeOptions, Refusal, Row, Rule, Verdict, classify, judge, major_upgrade_warning,
 };
