@@ -6,8 +6,10 @@
 
 pub mod planner;
 pub mod upgrade;
+pub mod upgrade_path;
 
 pub use planner::{PlanError, UpgradeHop, UpgradePlan, cluster_version, plan};
 pub use upgrade::{
     JudgeOptions, Refusal, Row, Rule, Verdict, classify, judge, major_upgrade_warning,
 };
+pub use upgrade_path::upgrade_path_command;
