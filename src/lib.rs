@@ -13,6 +13,7 @@ pub mod extra_vars;
 pub mod inventory;
 pub mod playbook;
 pub mod report;
+pub mod rules;
 pub mod secrets;
 pub mod template;
 pub mod transport;
