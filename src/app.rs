@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, InventoryArgs, RunArgs, ValidateArgs};
+use crate::cli::{
+    Cli, Command, InventoryArgs, OutputFormat, RunArgs, UpgradePathArgs, ValidateArgs,
+};
 use crate::engine::{self, Interrupt, RunOptions};
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
@@ -43,6 +45,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Run(args) => run_playbook(&args),
         Command::Validate(args) => validate_inputs(&args),
         Command::Inventory(args) => show_inventory(&args),
+        Command::UpgradePath(args) => upgrade_path(&args),
     }
 }
 
@@ -202,4 +205,28 @@ fn show_inventory(args: &InventoryArgs) -> Result<i32, Error> {
 
 fn pretty(v: &serde_json::Value) -> Result<String, Error> {
     serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn upgrade_path(args: &UpgradePathArgs) -> Result<i32, Error> {
+    let available = match args.available.as_deref() {
+        Some(list) if list.starts_with('@') => {
+            let path = &list[1..];
+            Some(std::fs::read_to_string(path).map_err(|e| {
+                Error::Refused(format!(
+                    "cannot read the available versions from `{path}`: {e}"
+                ))
+            })?)
+        }
+        other => other.map(str::to_owned),
+    };
+    let (out, err, code) = crate::rules::upgrade_path_command(
+        &args.from,
+        &args.to,
+        available.as_deref(),
+        args.output == OutputFormat::Json,
+        args.allow_prerelease,
+    );
+    print!("{out}");
+    eprint!("{err}");
+    Ok(code)
 }

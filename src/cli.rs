@@ -29,6 +29,33 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the inventory: hosts with merged variables, or the group tree
     Inventory(InventoryArgs),
+    /// Judge a DTR upgrade FROM -> TO by the upgrade table, or plan the hops over the
+    /// available versions
+    UpgradePath(UpgradePathArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradePathArgs {
+    /// The version running now (for a cluster: its lowest replica version)
+    pub from: String,
+    /// The version to reach
+    pub to: String,
+    /// Versions that can be installed (comma- or space-separated), or `@FILE` to read them
+    /// from a file; without it only the single hop FROM -> TO is judged
+    #[arg(long, value_name = "VERSIONS")]
+    pub available: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Allow pre-release and build-metadata versions (refused by default)
+    #[arg(long)]
+    pub allow_prerelease: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
