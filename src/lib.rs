@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod context;
 pub mod diag;
+pub mod dtr;
 pub mod engine;
 pub mod error;
 pub mod extra_vars;

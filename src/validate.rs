@@ -37,6 +37,9 @@ pub fn check_playbook(
     };
     for play in &playbook.plays {
         check_expressions(&templates, playbook, play, &mut found);
+        for d in crate::dtr::validate::check_play(inventory, playbook, play) {
+            found.plain(d);
+        }
         let hosts = match inventory.select(&play.hosts) {
             Ok(h) => h,
             Err(e) => {
@@ -113,7 +116,11 @@ fn check_host(
     for task in &play.tasks {
         check_task(t, pb, task, &Value::from(ctx.clone()), &host.name, found);
         if let Some(name) = &task.register {
-            ctx.insert(name.clone(), sample_result());
+            let sample = match &task.action {
+                Action::Dtr(spec) => crate::dtr::validate::sample_register(spec),
+                _ => sample_result(),
+            };
+            ctx.insert(name.clone(), sample);
         }
     }
 }
@@ -148,6 +155,11 @@ fn check_task(
                     }
                 }
                 Err(e) => found.for_host(pb.task_diagnostic(task, "template.src", e.message), host),
+            }
+        }
+        Action::Dtr(spec) => {
+            for d in crate::dtr::validate::check_task(t, pb, task, spec, ctx) {
+                found.for_host(d, host);
             }
         }
     }

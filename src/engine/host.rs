@@ -74,7 +74,7 @@ impl<'a> HostState<'a> {
         !self.failed && !self.unreachable
     }
 
-    fn context(&self, current: Option<(&str, &Value)>) -> Value {
+    pub(crate) fn context(&self, current: Option<(&str, &Value)>) -> Value {
         let mut map = self.base.clone();
         for (k, v) in &self.registered {
             map.insert(k.clone(), v.clone());
@@ -232,6 +232,7 @@ impl<'a> HostState<'a> {
                     names.extend(t.variables_of(&src, false));
                 }
             }
+            Action::Dtr(_) => {}
         }
         names.into_iter().find(|n| self.unknown.contains(n))
     }
@@ -308,6 +309,16 @@ impl<'a> HostState<'a> {
                     Some(content),
                 ))
             }
+            // Cluster tasks run through `crate::dtr::run_task`, never in a host segment.
+            Action::Dtr(spec) => Err(TemplateError {
+                template: task.name.clone(),
+                line: None,
+                variable: None,
+                message: format!(
+                    "`{}` is a cluster task and cannot run in a segment",
+                    spec.kind
+                ),
+            }),
         }
     }
 

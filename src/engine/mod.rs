@@ -3,7 +3,7 @@
 //! It never prints.
 
 pub mod batch;
-mod host;
+pub(crate) mod host;
 mod play;
 pub mod script;
 mod segment;
@@ -74,11 +74,17 @@ pub enum RunError {
 pub struct RunOutcome {
     pub recap: IndexMap<String, HostRecap>,
     pub interrupted: bool,
+    /// A cluster task refused before changing anything (a safety rule): exit 3.
+    pub refused: Option<String>,
 }
 
 impl RunOutcome {
-    /// 0 success, 2 when any host failed or was unreachable (or the run was interrupted).
+    /// 0 success, 2 when any host failed or was unreachable (or the run was interrupted),
+    /// 3 when a cluster task refused before any change.
     pub fn exit_code(&self) -> i32 {
+        if self.refused.is_some() {
+            return 3;
+        }
         let bad = self
             .recap
             .values()

@@ -70,7 +70,19 @@ pub(crate) async fn run_play(
                 return true;
             }
             let batch = &mut states[range.clone()];
-            if seg.run_once {
+            if seg.cluster {
+                let done = crate::dtr::run_task(shared, play, seg.tasks[0], batch).await;
+                for r in done.reports {
+                    record(shared, outcome, r);
+                }
+                if let Some(reason) = done.refused {
+                    shared.emit(Event::PlayStopped {
+                        reason: reason.clone(),
+                    });
+                    outcome.refused.get_or_insert(reason);
+                    return true;
+                }
+            } else if seg.run_once {
                 run_once(shared, play, seg, batch, &mut once, outcome).await;
             } else {
                 let forks = shared.opts.forks.max(1);

@@ -14,10 +14,16 @@ use crate::playbook::Task;
 pub(crate) struct Segment {
     pub tasks: Vec<usize>,
     pub run_once: bool,
+    /// A DTR cluster task: runs alone, over all the batch's hosts at once.
+    pub cluster: bool,
 }
 
 fn runs_alone(task: &Task) -> bool {
-    task.run_once || task.until.is_some() || task.retries.is_some() || task.timeout.is_some()
+    task.run_once
+        || task.until.is_some()
+        || task.retries.is_some()
+        || task.timeout.is_some()
+        || task.action.is_cluster()
 }
 
 fn ends_segment(task: &Task) -> bool {
@@ -35,11 +41,13 @@ pub(crate) fn plan(tasks: &[Task], selected: &[usize], fuse: bool) -> Vec<Segmen
                 out.push(Segment {
                     tasks: std::mem::take(&mut current),
                     run_once: false,
+                    cluster: false,
                 });
             }
             out.push(Segment {
                 tasks: vec![i],
                 run_once: task.run_once,
+                cluster: task.action.is_cluster(),
             });
             continue;
         }
@@ -48,6 +56,7 @@ pub(crate) fn plan(tasks: &[Task], selected: &[usize], fuse: bool) -> Vec<Segmen
             out.push(Segment {
                 tasks: std::mem::take(&mut current),
                 run_once: false,
+                cluster: false,
             });
         }
     }
@@ -55,6 +64,7 @@ pub(crate) fn plan(tasks: &[Task], selected: &[usize], fuse: bool) -> Vec<Segmen
         out.push(Segment {
             tasks: current,
             run_once: false,
+            cluster: false,
         });
     }
     out

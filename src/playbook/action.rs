@@ -2,7 +2,9 @@
 //!
 //! A new kind (`pull`, `upgrade`, …) is one `Action` variant, one arm in `Action::kind`, and
 //! one entry in [`ACTIONS`]; the task parser, `task_keys()` and the "expected one of" message
-//! pick it up from there.
+//! pick it up from there. The DTR kinds share one variant, `Action::Dtr`, read in `dtr`.
+
+mod dtr;
 
 use toml::de::DeValue;
 
@@ -13,7 +15,16 @@ use super::{Action, FieldSpans, TemplateSpec};
 type ReadAction = fn(&mut Checker<'_>, &Value<'_>, &str, &mut FieldSpans) -> Option<Action>;
 
 /// Every action key, in the order messages list them.
-pub(crate) const ACTIONS: &[(&str, ReadAction)] = &[("command", command), ("template", template)];
+pub(crate) const ACTIONS: &[(&str, ReadAction)] = &[
+    ("command", command),
+    ("template", template),
+    ("check", dtr::check),
+    ("pull", dtr::pull),
+    ("upgrade", dtr::upgrade),
+    ("join", dtr::join),
+    ("remove", dtr::remove),
+    ("scale", dtr::scale),
+];
 
 /// The action keys alone.
 pub(crate) fn action_keys() -> impl Iterator<Item = &'static str> {

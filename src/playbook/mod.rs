@@ -211,13 +211,15 @@ impl Task {
     }
 }
 
-/// What a task does. Exactly one action key per task; the DTR kinds join this enum later.
+/// What a task does. Exactly one action key per task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// A line of shell, run by the host's login shell as `ssh host 'COMMAND'` would.
     Command(String),
     /// Render `src` (relative to the templates directory) into `dest` on the host.
     Template(TemplateSpec),
+    /// A DTR cluster task (`check`, `pull`, `upgrade`, `join`, `remove`, `scale`).
+    Dtr(crate::dtr::DtrTask),
 }
 
 impl Action {
@@ -226,7 +228,13 @@ impl Action {
         match self {
             Action::Command(_) => "command",
             Action::Template(_) => "template",
+            Action::Dtr(task) => task.kind.key(),
         }
+    }
+
+    /// A cluster task: runs once over all the batch's hosts, not per host in a segment.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Action::Dtr(_))
     }
 }
 

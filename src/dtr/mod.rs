@@ -1,0 +1,62 @@
+//! DTR cluster tasks: `check`, `pull`, `upgrade`, `join`, `remove` and `scale`.
+//!
+//! These do not fit the per-host segment model: an upgrade runs once per hop on one node
+//! and is verified on every replica; a join needs the whole cluster's replica count first.
+//! The engine hands such a task the batch's active hosts at once ([`run_task`]); the task
+//! queries every node, decides with the pure rules of [`crate::rules`], refuses (exit 3)
+//! before any change when a rule says no, and otherwise acts one replica at a time,
+//! verifying after each step. In check mode it stops after the query and reports what it
+//! would do, commands included. Every `docker run` comes from `templates/dtr-*.j2`.
+//!
+//! Secrets (the UCP password, the DTR access token) reach a host only on a command's stdin,
+//! into a 0600 file that a trap removes; reports are masked by [`crate::secrets`].
+
+mod check;
+mod commands;
+mod facts;
+mod migration;
+mod params;
+mod pull;
+mod remote;
+mod replicas;
+mod run;
+pub mod spec;
+mod upgrade;
+pub(crate) mod validate;
+
+use crate::engine::Shared;
+use crate::engine::host::HostState;
+use crate::playbook::{Action, Play};
+use crate::report::event::TaskReport;
+
+pub use spec::{DtrKind, DtrTask};
+
+/// What a cluster task did: its reports, and the refusal that stops the run (exit 3).
+#[derive(Debug, Default)]
+pub(crate) struct ClusterOutcome {
+    pub reports: Vec<TaskReport>,
+    pub refused: Option<String>,
+}
+
+/// Runs DTR task `index` of `play` over the active hosts of `batch`.
+pub(crate) async fn run_task(
+    shared: &Shared<'_>,
+    play: &Play,
+    index: usize,
+    batch: &mut [HostState<'_>],
+) -> ClusterOutcome {
+    let task = &play.tasks[index];
+    let Action::Dtr(spec) = &task.action else {
+        return ClusterOutcome::default();
+    };
+    let mut r = run::Run::prepare(shared, play, task, index, spec, batch);
+    if r.ready() {
+        match spec.kind {
+            DtrKind::Check => check::run(&mut r).await,
+            DtrKind::Pull => pull::run(&mut r).await,
+            DtrKind::Upgrade => upgrade::run(&mut r).await,
+            DtrKind::Join | DtrKind::Remove | DtrKind::Scale => replicas::run(&mut r).await,
+        }
+    }
+    r.finish(batch)
+}
