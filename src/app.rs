@@ -54,12 +54,16 @@ fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::env::var_os("CI").is_none()
 }
 
-/// `templates/` beside the playbook unless `--templates` says otherwise.
+/// `templates/` beside the playbook (else beside its directory, for a project that keeps
+/// `playbooks/` and `templates/` side by side) unless `--templates` says otherwise.
 fn templates_dir(flag: Option<&PathBuf>, playbook: &Path) -> PathBuf {
     flag.cloned().unwrap_or_else(|| {
-        playbook
-            .parent()
-            .map_or_else(|| PathBuf::from("templates"), |d| d.join("templates"))
+        let dir = playbook.parent().unwrap_or_else(|| Path::new(""));
+        let beside = dir.join("templates");
+        match dir.parent().map(|d| d.join("templates")) {
+            Some(above) if !beside.is_dir() && above.is_dir() => above,
+            _ => beside,
+        }
     })
 }
 
