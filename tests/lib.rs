@@ -1,1 +1,4 @@
+//! capstan's integration tests: one binary (see `autotests = false` in Cargo.toml).
 
+mod dtr;
+mod support;
