@@ -28,6 +28,12 @@ fn repo(rel: &str) -> PathBuf {
 impl Cluster {
     /// `nodes` hosts in group `dtr`, `extra` appended to the inventory's `[vars]`.
     fn new(nodes: usize, extra: &str) -> Cluster {
+        Cluster::build(nodes, 0, extra)
+    }
+
+    /// As [`Cluster::new`], plus `caches` hosts `cache-1`… in group `dtr-cache`, a child of
+    /// `dtr` as in the shipped inventories.
+    fn build(nodes: usize, caches: usize, extra: &str) -> Cluster {
         let project = Project::new();
         let sim = project.path("sim");
         std::fs::create_dir_all(&sim).expect("sim dir");
@@ -49,12 +55,20 @@ impl Cluster {
         }
         let mut hosts = String::new();
         let mut names = Vec::new();
-        for n in 1..=nodes {
+        let mut cache_names = Vec::new();
+        let all = (1..=nodes)
+            .map(|n| format!("dtr-{n}"))
+            .chain((1..=caches).map(|n| format!("cache-{n}")));
+        for name in all {
             hosts.push_str(&format!(
-                "[hosts.dtr-{n}]\nvars = {{ dtr_env = {{ NODE_NAME = \"dtr-{n}\", DTR_SIM_DIR = \"{}\" }} }}\n\n",
+                "[hosts.{name}]\nvars = {{ dtr_env = {{ NODE_NAME = \"{name}\", DTR_SIM_DIR = \"{}\" }} }}\n\n",
                 sim.display()
             ));
-            names.push(format!("\"dtr-{n}\""));
+            if name.starts_with("cache-") {
+                cache_names.push(format!("\"{name}\""));
+            } else {
+                names.push(format!("\"{name}\""));
+            }
         }
         project.file(
             "inventory.toml",
@@ -85,14 +99,16 @@ backup_time_command = "cat \"$DTR_SIM_DIR/backup.time\""
 
 {hosts}[groups.dtr]
 hosts = [{}]
+children = ["dtr-cache"]
 
 [groups.dtr-cache]
-hosts = []
+hosts = [{}]
 
 [groups.ucp]
 hosts = []
 "#,
-                names.join(", ")
+                names.join(", "),
+                cache_names.join(", ")
             ),
         );
         let c = Cluster {
@@ -753,4 +769,79 @@ upgrade = { version = "{{ dtr_verison }}", ucp_url = "{{ ucp_url }}", ucp_userna
     ] {
         assert!(out.stderr.contains(want), "{want}\n{}", out.stderr);
     }
+}
+
+const UPGRADE_WITH_CACHE: &str = r#"
+[[plays]]
+name = "Upgrade"
+hosts = "dtr"
+
+[[plays.tasks]]
+name = "Upgrade the DTR cluster"
+
+[plays.tasks.upgrade]
+version = "{{ dtr_version }}"
+ucp_url = "{{ ucp_url }}"
+ucp_username = "{{ ucp_username }}"
+ucp_password = "{{ ucp_password }}"
+cache_version_command = "cat \"$DTR_SIM_DIR/cache.version\""
+cache_upgrade = "echo {{ version }} >\"$DTR_SIM_DIR/cache.version\""
+vuln_db_update = "echo {{ version }} >\"$DTR_SIM_DIR/vulndb\""
+"#;
+
+#[test]
+fn cache_nodes_follow_the_replicas_and_the_vulnerability_database_is_refreshed() {
+    let c = Cluster::build(3, 1, "");
+    c.init("2.6.8", &["aaa@dtr-1", "bbb@dtr-2", "ccc@dtr-3"]);
+    c.knob("cache.version", "2.6.8\n");
+    c.project.file("upgrade-cache.toml", UPGRADE_WITH_CACHE);
+
+    let dry = c.run(&["upgrade-cache.toml", "--check"]);
+    dry.code(0);
+    assert_eq!(
+        dry.line("cache-1", "Upgrade the DTR cluster"),
+        "would change (would upgrade the cache 2.6.8 -> 2.7.2: echo 2.7.2 \
+         >\"$DTR_SIM_DIR/cache.version\")"
+    );
+    assert!(
+        dry.stdout
+            .contains("would update the vulnerability database: echo 2.7.2")
+    );
+    assert_eq!(c.read("cache.version"), "2.6.8\n");
+
+    let run = c.run(&["upgrade-cache.toml"]);
+    run.code(0);
+    assert_eq!(c.read("cache.version"), "2.7.2\n");
+    assert_eq!(c.read("vulndb"), "2.7.2\n");
+    assert!(
+        run.line("cache-1", "Upgrade the DTR cluster")
+            .starts_with("changed (upgraded the cache 2.6.8 -> 2.7.2")
+    );
+
+    let again = c.run(&["upgrade-cache.toml"]);
+    again.code(0);
+    assert_eq!(
+        again.line("cache-1", "Upgrade the DTR cluster"),
+        "ok (cache at 2.7.2, in sync with the replicas)"
+    );
+
+    // Without cache commands (the shipped playbook), the report names the operator step.
+    // The simulator leaves the new image on the node that ran the upgrade only; a real
+    // upgrade leaves it on every replica's node, where the health probes run.
+    for node in ["dtr-2", "dtr-3"] {
+        c.docker(node, &["pull", "docker/dtr:2.7.2"]);
+    }
+    let shipped = c.run(&["upgrade.toml"]);
+    shipped.code(0);
+    assert!(
+        shipped
+            .line("cache-1", "Upgrade the DTR cluster")
+            .starts_with("ok (OPERATOR STEP: upgrade the DTR cache on this node to 2.7.2"),
+        "{}",
+        shipped.stdout
+    );
+    assert_eq!(
+        shipped.line("cache-1", "DTR pre-flight checks"),
+        "skipped (when: false)"
+    );
 }

@@ -19,7 +19,7 @@ use super::params::render_command;
 use super::remote::first_line;
 use super::run::Run;
 use super::spec::{DtrKind, JOIN_TEMPLATE, REMOVE_TEMPLATE};
-use super::upgrade::{roles, runner_of, ucp_env, view};
+use super::upgrade::{note_bystanders, roles, runner_of, ucp_env, view};
 use crate::rules::{self, HaRefusal, ReplicaState, ScaleStep};
 
 const HA: &str = "Set up high availability";
@@ -34,6 +34,7 @@ pub(crate) async fn run(r: &mut Run<'_>) {
         Ok(roles) => roles,
         Err(why) => return r.refuse(&why),
     };
+    note_bystanders(r, &roles);
     let Some(mut view) = view(r, &roles.replicas, None).await else {
         return;
     };

@@ -61,11 +61,23 @@ pub(crate) fn roles(r: &Run<'_>) -> Result<Roles, String> {
             missing.join(", ")
         ));
     }
-    let replicas = (0..r.members.len())
+    let replicas: Vec<usize> = (0..r.members.len())
         .filter(|i| !caches.contains(i))
         .filter(|&i| dtr_hosts.is_empty() || dtr_hosts.contains(&r.members[i].host))
         .collect();
     Ok(Roles { replicas, caches })
+}
+
+/// A note for the members that are neither replica nor cache nodes.
+pub(crate) fn note_bystanders(r: &mut Run<'_>, roles: &Roles) {
+    for i in 0..r.members.len() {
+        if !roles.replicas.contains(&i) && !roles.caches.contains(&i) {
+            r.note(
+                i,
+                "not a DTR node (`dtr_nodes`, `cache_nodes`): nothing to do",
+            );
+        }
+    }
 }
 
 /// Gathers the replicas on `indices`, probed from `prober` (see [`facts::replicas_on`]);
@@ -117,6 +129,7 @@ pub(crate) async fn run(r: &mut Run<'_>) {
         Ok(roles) => roles,
         Err(why) => return r.refuse(&why),
     };
+    note_bystanders(r, &roles);
     let Some(view) = view(r, &roles.replicas, None).await else {
         return;
     };
@@ -174,6 +187,7 @@ pub(crate) async fn run(r: &mut Run<'_>) {
                 ),
             );
         }
+        preview_migration(r, runner, &plan).await;
         after_hops(r, runner, &plan, &roles.caches).await;
         return;
     }
@@ -455,6 +469,43 @@ async fn run_hop(
         }
     }
     Some(after)
+}
+
+/// Check mode: what [`pending_migration`] would do (reading the job changes nothing).
+async fn preview_migration(r: &mut Run<'_>, runner: usize, plan: &UpgradePlan) {
+    let from = &plan.from;
+    if !(from.major == 2 && from.minor == 6) {
+        return;
+    }
+    let m = &r.members[runner];
+    let interrupted = || r.shared.interrupt.is_set();
+    let job = Migration {
+        t: r.t(),
+        runner: m,
+        params: &m.params,
+        version: from.to_string(),
+        interrupted: &interrupted,
+    };
+    match job.log().await {
+        Ok(log) if log.exhausted() => {
+            r.changed(runner);
+            r.note(
+                runner,
+                &format!(
+                    "would retrigger the {} job, which failed {} times; {}",
+                    migration::JOB,
+                    log.attempts.len(),
+                    migration::GC_NOTICE
+                ),
+            );
+        }
+        Ok(log) if log.last() == JobStatus::Running => r.note(
+            runner,
+            &format!("would wait for the running {} job", migration::JOB),
+        ),
+        Ok(_) => {}
+        Err(e) => r.fail(runner, &e),
+    }
 }
 
 /// A cluster already on 2.6 whose migration job failed or still runs: settle it first.
