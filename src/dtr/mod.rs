@@ -12,12 +12,16 @@
 //! into a 0600 file that a trap removes; reports are masked by [`crate::secrets`].
 
 mod check;
+mod cluster;
 mod commands;
 mod facts;
+mod hop;
 mod migration;
 mod params;
+mod post_upgrade;
 mod pull;
 mod remote;
+mod replica_step;
 mod replicas;
 mod run;
 pub mod spec;
