@@ -144,7 +144,13 @@ impl Migration<'_> {
             if finished {
                 return Ok(log);
             }
-            if Instant::now() >= deadline || (self.interrupted)() {
+            if (self.interrupted)() {
+                return Err(format!(
+                    "interrupted while waiting for the {JOB} job; {GC_NOTICE}; rerun the \
+                     playbook to go on waiting"
+                ));
+            }
+            if Instant::now() >= deadline {
                 return Err(format!(
                     "the {JOB} job has not finished after {} (`migration_timeout`); {GC_NOTICE}; \
                      follow it in System > Job Logs and rerun the playbook when it is done",
