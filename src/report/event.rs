@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Outcome of one task on one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,7 +62,7 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 /// Per-host counts at the end of a run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HostRecap {
     pub ok: usize,
     pub changed: usize,
@@ -125,8 +125,42 @@ pub enum Event {
         reason: String,
     },
     Interrupted,
+    /// The cluster lock (see `crate::lock`): taken, waited for, taken over, released or lost.
+    Lock {
+        cluster: String,
+        state: LockState,
+        hosts: Vec<String>,
+        /// Who held it, how long capstan waits, what was broken: one line for a person.
+        detail: String,
+    },
     RunFinished {
         recap: Vec<(String, HostRecap)>,
         elapsed: Duration,
     },
+}
+
+/// What happened to the cluster lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockState {
+    Acquired,
+    /// Held by someone else; `--lock-wait` polls until it is free.
+    Waiting,
+    /// A stale lock was broken (`--break-stale-lock`) and taken.
+    TookOver,
+    Released,
+    /// The lock was broken by someone else while the run held it; no new work starts.
+    Lost,
+}
+
+impl LockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockState::Acquired => "acquired",
+            LockState::Waiting => "waiting",
+            LockState::TookOver => "took-over",
+            LockState::Released => "released",
+            LockState::Lost => "lost",
+        }
+    }
 }

@@ -14,9 +14,11 @@ use crate::secrets;
 /// Lines of stderr shown for a failure.
 const STDERR_TAIL: usize = 10;
 
-/// Whether to draw a live view: stdout is a terminal and neither `CI` nor `NO_COLOR` is set.
+/// Whether to draw a live view: stdin and stdout are terminals and neither `CI` nor
+/// `NO_COLOR` is set.
 pub fn live_view_wanted() -> bool {
     std::io::stdout().is_terminal()
+        && std::io::stdin().is_terminal()
         && std::env::var_os("CI").is_none()
         && std::env::var_os("NO_COLOR").is_none()
 }
@@ -181,6 +183,9 @@ impl HumanReporter {
             Event::PlayStopped { reason } => self.line(&format!("PLAY STOPPED: {reason}")),
             Event::Interrupted => self
                 .line("interrupted: no new work was started; commands in flight were let finish"),
+            Event::Lock {
+                cluster, detail, ..
+            } => self.line(&format!("lock `{cluster}`: {detail}")),
             Event::RunFinished { recap, elapsed } => {
                 self.clear_live();
                 self.block(&self.summary(recap, *elapsed));
