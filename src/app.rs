@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, InventoryArgs, RunArgs, ValidateArgs};
+use crate::cli::{
+    AuditArgs, Cli, Command, InventoryArgs, LockArgs, OutputFormat, RunArgs, ValidateArgs,
+};
 use crate::engine::{self, Interrupt, RunOptions};
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
 use crate::playbook::Playbook;
+use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::{HumanReporter, live_view_wanted};
+use crate::report::summary::RunInfo;
 use crate::transport::ConnectOptions;
 use crate::{extra_vars, secrets, validate};
 
@@ -43,6 +47,8 @@ fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Run(args) => run_playbook(&args),
         Command::Validate(args) => validate_inputs(&args),
         Command::Inventory(args) => show_inventory(&args),
+        Command::Lock(args) => lock_command(&args),
+        Command::Audit(args) => audit_command(&args),
     }
 }
 
@@ -94,6 +100,11 @@ fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
             interactive: interactive(),
         },
         templates_dir: templates,
+        lock: crate::lock::LockOptions {
+            message: args.lock.message.clone(),
+            wait: args.lock.lock_wait,
+            break_stale: args.lock.break_stale_lock,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,11 +112,14 @@ fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
 
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut reporter = HumanReporter::new(live_view_wanted(), args.verbose);
+    let json = args.reports.output == OutputFormat::Json;
+    let human = (!json).then(|| HumanReporter::new(live_view_wanted(), args.verbose));
+    let mut reporters = Fanout::new(human, json, report_files(args));
     let printer = std::thread::spawn(move || {
         for event in rx {
-            reporter.handle(&event);
+            reporters.handle(&event);
         }
+        reporters
     });
     let interrupt = Arc::new(Interrupt::default());
     let result = runtime.block_on(async {
@@ -122,13 +136,62 @@ fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
         });
         engine::run(&inventory, &playbook, &opts, tx, Arc::clone(&interrupt)).await
     });
-    let _ = printer.join();
+    let reporters = printer
+        .join()
+        .map_err(|_| Error::Internal("the reporter stopped unexpectedly".to_owned()))?;
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    let (code, error) = match &result {
+        Ok(outcome) => (outcome.exit_code(), None),
+        Err(e) => (exit::REFUSED, Some(e.to_string())),
+    };
+    if let Ok(outcome) = &result
+        && let Some(record) = &outcome.audit
+        && let Err(e) = crate::audit::append_local(&inventory.path, record)
+    {
+        eprintln!("warning: cannot append to the local audit log: {e}");
+    }
+    reporters
+        .finish(RunInfo {
+            playbook: args.playbook.clone(),
+            inventory: args.inventory.clone(),
+            exit_code: code,
+            error,
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
     match result {
-        Ok(outcome) => Ok(outcome.exit_code()),
-        Err(engine::RunError::HostKeys(_)) => Ok(exit::REFUSED),
+        Ok(_) | Err(engine::RunError::HostKeys(_)) => Ok(code),
         Err(e) => Err(Error::Refused(e.to_string())),
     }
+}
+
+fn report_files(args: &RunArgs) -> ReportFiles {
+    ReportFiles {
+        report: args.reports.report.clone(),
+        junit: args.reports.junit.clone(),
+        junit_changed_as_failure: args.reports.junit_changed_as_failure,
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+fn lock_command(args: &LockArgs) -> Result<i32, Error> {
+    let out = runtime()?.block_on(crate::lock::command::run(args, interactive()))?;
+    print!("{}", secrets::mask(&out.text));
+    Ok(out.code)
+}
+
+fn audit_command(args: &AuditArgs) -> Result<i32, Error> {
+    let out = runtime()?.block_on(crate::audit::command(args, interactive()))?;
+    for w in &out.warnings {
+        eprintln!("{}", secrets::mask(w));
+    }
+    print!("{}", secrets::mask(&out.text));
+    Ok(out.code)
 }
 
 fn validate_inputs(args: &ValidateArgs) -> Result<i32, Error> {

@@ -2,6 +2,7 @@
 //! Flag names follow Ansible's where one exists.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -29,6 +30,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the inventory: hosts with merged variables, or the group tree
     Inventory(InventoryArgs),
+    /// Show, take or release the cluster lock on the inventory's hosts
+    Lock(LockArgs),
+    /// Show the audit trail of runs that changed something, newest first
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +72,10 @@ pub struct RunArgs {
     /// Also print each task's stdout and connection times
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub reports: ReportArgs,
+    #[command(flatten)]
+    pub lock: RunLockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -113,4 +122,113 @@ pub struct InventoryArgs {
     /// One host with its merged variables, as JSON
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+}
+
+/// How `run` reports on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for a person, and a live view on a terminal
+    #[default]
+    Human,
+    /// One JSON object per line for every event
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Reports")]
+pub struct ReportArgs {
+    /// `json`: one JSON object per line on stdout for every event, and no human output
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human, value_name = "FORMAT")]
+    pub output: OutputFormat,
+    /// Write the run's summary as one JSON document to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write JUnit XML to FILE: a test suite per play, a test case per host and task
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// In the JUnit report, count a change (or pending change) as a failure: for drift checks
+    #[arg(long, requires = "junit")]
+    pub junit_changed_as_failure: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Cluster lock")]
+pub struct RunLockArgs {
+    /// Why this run, kept in the lock and the audit log (e.g. "upgrade to 2.7.1")
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Wait up to this long (e.g. `10m`) for a lock held by someone else instead of refusing
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_wait: Option<Duration>,
+    /// Break a stale lock (its heartbeat older than `lock_stale_after`) and take it over
+    #[arg(long)]
+    pub break_stale_lock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    pub action: LockAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockAction {
+    /// Per host: free, or held by whom, since when, and whether its heartbeat is fresh or stale
+    Status(LockTarget),
+    /// Take the lock and hold it until `capstan lock release` (such a lock never goes stale)
+    Acquire {
+        #[command(flatten)]
+        target: LockTarget,
+        /// Why, shown to whoever finds the cluster locked
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
+        /// Wait up to this long for a lock held by someone else instead of refusing
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        wait: Option<Duration>,
+    },
+    /// Release a lock taken with `lock acquire`; a run's lock only with `--stale` or `--force`
+    Release {
+        #[command(flatten)]
+        target: LockTarget,
+        /// Break only locks whose heartbeat is older than `lock_stale_after`
+        #[arg(long, conflicts_with = "force")]
+        stale: bool,
+        /// Break the lock whoever holds it, even a run that is still going
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LockTarget {
+    /// The inventory (TOML)
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Narrow the hosts, as for `run`
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The inventory (TOML); the local log is `.capstan/audit.jsonl` beside it
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Only runs that touched these hosts
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Read the hosts' audit logs instead of the local one, merged by time
+    #[arg(long)]
+    pub remote: bool,
+    /// One JSON record per line instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. `90s`, `10m`, `1h`)"))
 }

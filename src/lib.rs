@@ -4,6 +4,7 @@
 //! (transport, cache) → events → reporter.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod context;
 pub mod diag;
@@ -11,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod extra_vars;
 pub mod inventory;
+pub mod lock;
 pub mod playbook;
 pub mod report;
 pub mod secrets;

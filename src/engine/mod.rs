@@ -39,6 +39,7 @@ pub struct RunOptions {
     pub extra_vars: Vars,
     pub connect: ConnectOptions,
     pub templates_dir: PathBuf,
+    pub lock: crate::lock::LockOptions,
 }
 
 /// Set by the first Ctrl-C: start no new work.
@@ -67,6 +68,8 @@ pub enum RunError {
     Limit(#[source] PatternError),
     #[error("{0}")]
     HostKeys(String),
+    #[error("{0}")]
+    Lock(#[from] crate::lock::LockError),
 }
 
 /// How a run ended.
@@ -74,6 +77,11 @@ pub enum RunError {
 pub struct RunOutcome {
     pub recap: IndexMap<String, HostRecap>,
     pub interrupted: bool,
+    /// Names of the tasks that changed, and that failed, per host (for the audit trail).
+    pub changes: BTreeMap<String, Vec<String>>,
+    pub failures: BTreeMap<String, Vec<String>>,
+    /// The audit record written when the lock was released, if the run changed something.
+    pub audit: Option<crate::audit::Record>,
 }
 
 impl RunOutcome {
@@ -88,6 +96,16 @@ impl RunOutcome {
     /// Whether anything changed (or would change, in check mode).
     pub fn changed(&self) -> bool {
         self.recap.values().any(|r| r.changed > 0)
+    }
+    /// Remembers a changed or failed task's name.
+    pub(crate) fn note(&mut self, r: &crate::report::event::TaskReport) {
+        use crate::report::event::Status;
+        let list = match r.status {
+            Status::Changed => &mut self.changes,
+            Status::Failed | Status::Unreachable => &mut self.failures,
+            Status::Ok | Status::Skipped => return,
+        };
+        list.entry(r.host.clone()).or_default().push(r.task.clone());
     }
 }
 
@@ -144,6 +162,22 @@ pub async fn run(
         outcome.recap.insert(h.name.clone(), HostRecap::default());
     }
     let sessions = connect_all(&shared, &targets, &mut outcome).await?;
+    let lock = match crate::lock::acquire_for_run(
+        inventory,
+        playbook,
+        &sessions,
+        opts,
+        &shared.events,
+        &shared.interrupt,
+    )
+    .await
+    {
+        Ok(lock) => lock,
+        Err(e) => {
+            close_all(sessions).await;
+            return Err(e.into());
+        }
+    };
 
     for (play, hosts) in &plays {
         if shared.interrupt.is_set() {
@@ -158,16 +192,23 @@ pub async fn run(
     if outcome.interrupted {
         shared.emit(Event::Interrupted);
     }
-    for (_, session) in sessions {
-        if let Some(s) = Arc::into_inner(session) {
-            s.close().await;
-        }
+    if let Some(lock) = lock {
+        outcome.audit = lock.release(&outcome).await;
     }
+    close_all(sessions).await;
     shared.emit(Event::RunFinished {
         recap: outcome.recap.clone().into_iter().collect(),
         elapsed: started.elapsed(),
     });
     Ok(outcome)
+}
+
+async fn close_all(sessions: BTreeMap<String, Arc<Session>>) {
+    for (_, session) in sessions {
+        if let Some(s) = Arc::into_inner(session) {
+            s.close().await;
+        }
+    }
 }
 
 /// Each play's hosts: its pattern, narrowed by `--limit`.

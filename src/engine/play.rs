@@ -176,6 +176,7 @@ fn record(shared: &Shared<'_>, outcome: &mut RunOutcome, r: TaskReport) {
     if let Some(recap) = outcome.recap.get_mut(&r.host) {
         recap.add(r.status);
     }
+    outcome.note(&r);
     shared.emit(Event::TaskFinished(Box::new(r)));
 }
 
