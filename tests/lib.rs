@@ -1,1 +1,8 @@
+//! capstan's integration tests: one binary (see `autotests = false` in Cargo.toml).
 
+mod support;
+
+mod audit;
+mod ci_files;
+mod lock;
+mod reports;

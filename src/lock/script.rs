@@ -143,7 +143,8 @@ pub fn release(s: &LockSettings, mode: ReleaseMode) -> String {
 __cl_state
 if {test}; then
   __cl_show released
-  __cl_break || echo "{MARK}error cannot remove $d"
+  # Gone already: another host sharing this filesystem removed it.
+  __cl_break || [ ! -d "$d" ] || echo "{MARK}error cannot remove $d"
 else __cl_show kept; fi
 "#
     ));
