@@ -9,6 +9,7 @@ use clap::Parser;
 use crate::cli::{
     Cli, Command, InventoryArgs, OutputFormat, RunArgs, UpgradePathArgs, ValidateArgs,
 };
+use crate::diag::Diagnostics;
 use crate::engine::{self, Interrupt, RunOptions};
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
@@ -97,6 +98,9 @@ fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
             interactive: interactive(),
         },
         templates_dir: templates,
+        cache: crate::settings::CacheSettings::from_inventory(&inventory)
+            .map_err(Diagnostics::from)?,
+        no_cache: args.no_cache,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -86,6 +86,9 @@ pub struct RunArgs {
     /// Skip tasks with these tags (comma-separated)
     #[arg(long, value_delimiter = ',', value_name = "TAGS")]
     pub skip_tags: Vec<String>,
+    /// Execute everything again, ignoring results recorded by earlier runs
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// Directory of template files [default: `templates/` beside the playbook]

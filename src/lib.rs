@@ -4,6 +4,7 @@
 //! (transport, cache) → events → reporter.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod diag;
@@ -15,6 +16,7 @@ pub mod playbook;
 pub mod report;
 pub mod rules;
 pub mod secrets;
+pub mod settings;
 pub mod template;
 pub mod transport;
 pub mod validate;

@@ -20,6 +20,7 @@ use indexmap::IndexMap;
 use crate::inventory::{Host, Inventory, PatternError};
 use crate::playbook::Playbook;
 use crate::report::event::{Event, HostRecap};
+use crate::settings::CacheSettings;
 use crate::template::Templates;
 use crate::transport::{ConnectOptions, Session};
 use crate::vars::Vars;
@@ -39,6 +40,10 @@ pub struct RunOptions {
     pub extra_vars: Vars,
     pub connect: ConnectOptions,
     pub templates_dir: PathBuf,
+    /// Where finished work is recorded, and for how long it counts.
+    pub cache: CacheSettings,
+    /// `--no-cache`: execute everything again (results are still recorded).
+    pub no_cache: bool,
 }
 
 /// Set by the first Ctrl-C: start no new work.
@@ -98,6 +103,7 @@ pub(crate) struct Shared<'a> {
     pub templates: Templates,
     pub events: std::sync::mpsc::Sender<Event>,
     pub interrupt: Arc<Interrupt>,
+    pub cache: crate::cache::Backend,
 }
 
 impl Shared<'_> {
@@ -123,6 +129,7 @@ pub async fn run(
         templates: Templates::new(&opts.templates_dir),
         events,
         interrupt,
+        cache: crate::cache::Backend::from_settings(&opts.cache),
     };
     let plays = resolve_plays(inventory, playbook, opts)?;
     let mut targets: Vec<&Host> = Vec::new();

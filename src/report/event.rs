@@ -17,6 +17,8 @@ pub enum Status {
     Failed,
     /// The connection to the host failed or dropped.
     Unreachable,
+    /// Done in an earlier run (the result cache): not executed again.
+    Cached,
 }
 
 impl Status {
@@ -27,6 +29,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Failed => "failed",
             Status::Unreachable => "unreachable",
+            Status::Cached => "cached",
         }
     }
 }
@@ -69,6 +72,7 @@ pub struct HostRecap {
     pub failed: usize,
     pub skipped: usize,
     pub unreachable: usize,
+    pub cached: usize,
 }
 
 impl HostRecap {
@@ -79,6 +83,7 @@ impl HostRecap {
             Status::Skipped => self.skipped += 1,
             Status::Failed => self.failed += 1,
             Status::Unreachable => self.unreachable += 1,
+            Status::Cached => self.cached += 1,
         }
     }
 }
@@ -125,6 +130,11 @@ pub enum Event {
         reason: String,
     },
     Interrupted,
+    /// Something the operator should know that is not a task result.
+    Warning {
+        host: Option<String>,
+        message: String,
+    },
     RunFinished {
         recap: Vec<(String, HostRecap)>,
         elapsed: Duration,
