@@ -773,6 +773,7 @@ fn template_diff(step: &Step, old: Option<&str>, new: Option<&str>, what: &str) 
     Some(out)
 }
 
+#[allow(clippy::large_enum_variant)] // built once per task and consumed at once
 enum Prep<'t> {
     Run(Prepared<'t>),
     Skip(Box<TaskReport>),

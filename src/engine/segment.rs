@@ -103,6 +103,9 @@ mod tests {
             task("e"),
             task("f"),
         ];
+        for x in &mut t {
+            x.creates = Some("/guard".into());
+        }
         t[1].register = Some("r".into());
         t[3].timeout = Some(std::time::Duration::from_secs(1));
         t[5].run_once = true;
