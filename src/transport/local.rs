@@ -12,6 +12,8 @@ impl LocalSession {
     }
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, TransportError> {
         let _ = req;
-        Err(TransportError::Other("local transport not built yet".into()))
+        Err(TransportError::Other(
+            "local transport not built yet".into(),
+        ))
     }
 }
