@@ -26,7 +26,8 @@ const KEEPALIVE_MAX: usize = 3;
 /// One authenticated connection to one host; every command is a channel on it.
 pub struct SshSession {
     target: String,
-    handle: Handle<Client>,
+    /// Shared with the tasks that kill timed-out commands.
+    handle: Arc<Handle<Client>>,
     shared: Arc<Shared>,
     /// ProxyJump connections, outermost first; they carry `handle`'s traffic.
     jumps: Vec<Handle<Client>>,
@@ -56,7 +57,7 @@ impl SshSession {
         let fingerprint = shared.fingerprint().unwrap_or_default();
         Ok(SshSession {
             target: target.name.clone(),
-            handle,
+            handle: Arc::new(handle),
             shared,
             jumps,
             fingerprint,
@@ -83,7 +84,12 @@ impl SshSession {
         let SshSession {
             handle, mut jumps, ..
         } = self;
-        goodbye(handle).await;
+        match Arc::try_unwrap(handle) {
+            Ok(handle) => goodbye(handle).await,
+            Err(shared) => {
+                let _ = shared.disconnect(Disconnect::ByApplication, "", "en").await;
+            }
+        }
         while let Some(jump) = jumps.pop() {
             goodbye(jump).await;
         }
