@@ -48,12 +48,15 @@ impl SshSession {
         interactive: bool,
     ) -> Result<Self, TransportError> {
         let mut jumps: Vec<Handle<Client>> = Vec::with_capacity(target.jumps.len());
-        for hop in &target.jumps {
-            let via = jumps.last();
+        for (i, hop) in target.jumps.iter().enumerate() {
+            let via = jumps
+                .last()
+                .map(|h| (h, &target.jumps[i.saturating_sub(1)]));
             let (handle, _) = open(hop, via, Some(target), interactive).await?;
             jumps.push(handle);
         }
-        let (handle, shared) = open(target, jumps.last(), None, interactive).await?;
+        let via = jumps.last().zip(target.jumps.last());
+        let (handle, shared) = open(target, via, None, interactive).await?;
         let fingerprint = shared.fingerprint().unwrap_or_default();
         Ok(SshSession {
             target: target.name.clone(),
@@ -118,11 +121,11 @@ async fn goodbye(handle: Handle<Client>) {
     }
 }
 
-/// Connects to `target` directly or through `via`'s tunnel, within its connect timeout,
-/// and authenticates. `of` is the final target when `target` is a ProxyJump hop.
+/// Connects to `target` directly or through the tunnel of `via` (a connected hop), within
+/// its connect timeout, and authenticates. `of` is the final target when `target` is a hop.
 async fn open(
     target: &ResolvedTarget,
-    via: Option<&Handle<Client>>,
+    via: Option<(&Handle<Client>, &ResolvedTarget)>,
     of: Option<&ResolvedTarget>,
     interactive: bool,
 ) -> Result<(Handle<Client>, Arc<Shared>), TransportError> {
@@ -143,11 +146,11 @@ async fn open(
             None => {
                 let tcp = tokio::net::TcpStream::connect((target.hostname.as_str(), target.port))
                     .await
-                    .map_err(|e| failed(e.to_string()))?;
+                    .map_err(|e| failed(auth::lower(&e)))?;
                 let _ = tcp.set_nodelay(true);
                 client::connect_stream(config, tcp, client).await
             }
-            Some(via) => {
+            Some((via, hop)) => {
                 let tunnel = via
                     .channel_open_direct_tcpip(
                         target.hostname.as_str(),
@@ -158,7 +161,8 @@ async fn open(
                     .await
                     .map_err(|e| {
                         failed(format!(
-                            "the jump host would not forward: {}",
+                            "jump host {} would not forward the connection: {}",
+                            hop.describe(),
                             auth::lower(&e)
                         ))
                     })?;
