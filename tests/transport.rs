@@ -740,3 +740,53 @@ Host *
     let e = resolve(&host("x"), &missing).expect_err("missing -F file");
     assert!(e.to_string().contains("nope"), "{e}");
 }
+
+/// `cargo test --test integration -- --ignored --nocapture connect_100`: connects to 100
+/// daemons at once and runs a command on each, printing the timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check: starts 100 daemons"]
+async fn connect_100_hosts_in_parallel() {
+    let fleet = Fleet::start(100);
+    let opts = fleet.connect_options();
+    let mut alone = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let session = connect(&fleet.inventory_host(0), &opts).await;
+        exec(&session, "true").await;
+        alone.push(t0.elapsed());
+        session.close().await;
+    }
+    alone.sort();
+    eprintln!("one host alone: connect + exec median {:?}", alone[2]);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..fleet.hosts().len() {
+        let (host, opts) = (fleet.inventory_host(i), opts.clone());
+        tasks.spawn(async move {
+            let t0 = Instant::now();
+            let session = SshSession::connect(&host, &opts).await?;
+            let connected = t0.elapsed();
+            let out = session.exec(&cmd("echo $NODE_NAME")).await?;
+            let t1 = Instant::now();
+            session.exec(&cmd("true")).await?;
+            let second = t1.elapsed();
+            session.close().await;
+            Ok::<_, TransportError>((connected, second, out))
+        });
+    }
+    let (mut connects, mut execs) = (Vec::new(), Vec::new());
+    while let Some(joined) = tasks.join_next().await {
+        let (connected, second, out) = joined.expect("task").expect("host");
+        assert!(out.status.success());
+        connects.push(connected);
+        execs.push(second);
+    }
+    let total = started.elapsed();
+    connects.sort();
+    execs.sort();
+    eprintln!(
+        "100 hosts: all connected and ran 2 commands in {total:?}; connect median {:?} max {:?}; \
+         one exec on an open connection median {:?} max {:?}",
+        connects[50], connects[99], execs[50], execs[99]
+    );
+}
