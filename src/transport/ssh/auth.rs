@@ -89,7 +89,7 @@ enum Loaded {
 fn read_key(path: &Path, passphrase: Option<String>, interactive: bool) -> Loaded {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) => return Loaded::Failed(format!("cannot read it: {e}"), false),
+        Err(e) => return Loaded::Failed(format!("cannot read it: {}", lower(&e)), false),
     };
     match russh::keys::decode_secret_key(&text, None) {
         Ok(key) => return Loaded::Key(Box::new(key)),

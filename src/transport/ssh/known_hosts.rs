@@ -297,6 +297,8 @@ mod tests {
     const ED_B: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
 
+    const EC: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBOYqLLFULZtzUum2Z/QH7Ryr7Nlh3UnOH2YC8kjtK7CWtzvGtd8ZuhFHAPcsbC6+GA6vuF9gqilOVK4dqQVeLX8=";
+
     fn key(s: &str) -> PublicKey {
         PublicKey::from_openssh(s).unwrap()
     }
@@ -322,6 +324,23 @@ mod tests {
     fn several_keys_for_one_host_any_may_match() {
         let text = format!("h {ED_A}\nh {ED_B}\n");
         assert_eq!(verdict(&text, "h", &key(ED_B)), Verdict::Known);
+    }
+
+    #[test]
+    fn a_host_known_only_by_another_key_type_has_changed() {
+        let text = format!("# x\nh {EC}\n");
+        assert_eq!(
+            verdict(&text, "h", &key(ED_A)),
+            Verdict::Changed { line: 2 }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        fs::write(&path, format!("h {EC}\nh {ED_A}\nother {ED_B}\n")).unwrap();
+        assert_eq!(
+            known_algorithms(&path, "h"),
+            vec![key(EC).algorithm(), Algorithm::Ed25519]
+        );
+        assert!(known_algorithms(&path, "nobody").is_empty());
     }
 
     #[test]

@@ -1,5 +1,18 @@
 //! SSH sessions over russh: known_hosts checking, key/agent/password auth, ssh_config,
 //! ProxyJump, keepalive, and one channel per command on one connection per host.
+//!
+//! Decisions an operator may notice:
+//! - Host keys are never accepted blindly: unknown keys are refused unless accept-new is
+//!   asked for (inventory `host_key_checking`, `--accept-new-host-keys`, or ssh_config
+//!   `StrictHostKeyChecking accept-new`); `StrictHostKeyChecking no` is read as `yes`.
+//!   A changed or `@revoked` key is refused whatever the policy. Each ProxyJump hop is
+//!   checked the same way.
+//! - A ProxyJump hop takes from ssh_config what it says about the hop, and otherwise the
+//!   target's identity files, agent, known_hosts, policy and timeout (never its password).
+//! - The connect timeout covers TCP, handshake and authentication, for every hop; key
+//!   passphrases are asked for before it starts.
+//! - A command with a timeout gets SIGTERM, then SIGKILL 2 s later, in its process group;
+//!   this needs a POSIX login shell on the host (see `exec::GroupReport`).
 
 mod auth;
 mod config;
