@@ -71,10 +71,7 @@ impl Diagnostic {
         column: usize,
         message: impl Into<String>,
     ) -> Self {
-        let text = source
-            .lines()
-            .nth(line.saturating_sub(1))
-            .map(str::to_owned);
+        let text = source.lines().nth(line.saturating_sub(1)).map(str::to_owned);
         Self {
             file: file.into(),
             line,
@@ -112,11 +109,7 @@ pub fn locate(source: &str, offset: usize) -> (usize, usize, &str) {
     let line_end = source[line_start..]
         .find('\n')
         .map_or(source.len(), |i| line_start + i);
-    (
-        line,
-        column,
-        source[line_start..line_end].trim_end_matches('\r'),
-    )
+    (line, column, source[line_start..line_end].trim_end_matches('\r'))
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -180,11 +173,7 @@ impl Diagnostics {
     }
     /// `Ok(value)` when nothing was reported.
     pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
-        if self.is_empty() {
-            Ok(value)
-        } else {
-            Err(self)
-        }
+        if self.is_empty() { Ok(value) } else { Err(self) }
     }
 }
 
@@ -246,10 +235,7 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(
-            suggest("serail", ["serial", "hosts", "name"]),
-            Some("serial")
-        );
+        assert_eq!(suggest("serail", ["serial", "hosts", "name"]), Some("serial"));
         assert_eq!(suggest("zzz", ["serial", "hosts"]), None);
     }
 

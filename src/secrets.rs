@@ -19,9 +19,7 @@ pub fn register(value: &str) {
     if value.is_empty() {
         return;
     }
-    let mut all = SECRETS
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut all = SECRETS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !all.iter().any(|s| s == value) {
         all.push(value.to_owned());
         // Longest first, so a secret that contains another is masked whole.
@@ -37,9 +35,7 @@ pub fn register(value: &str) {
 
 /// Returns `text` with every registered secret replaced by [`MASK`].
 pub fn mask(text: &str) -> Cow<'_, str> {
-    let all = SECRETS
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let all = SECRETS.read().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = Cow::Borrowed(text);
     for secret in all.iter() {
         if out.contains(secret.as_str()) {
@@ -70,10 +66,7 @@ mod tests {
     fn masks_every_occurrence_and_longest_first() {
         register("hunter2");
         register("hunter2-extended");
-        assert_eq!(
-            mask("a hunter2 b hunter2-extended"),
-            "a ******** b ********"
-        );
+        assert_eq!(mask("a hunter2 b hunter2-extended"), "a ******** b ********");
         assert_eq!(mask("nothing here"), "nothing here");
     }
 

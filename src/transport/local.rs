@@ -12,8 +12,6 @@ impl LocalSession {
     }
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, TransportError> {
         let _ = req;
-        Err(TransportError::Other(
-            "local transport not built yet".into(),
-        ))
+        Err(TransportError::Other("local transport not built yet".into()))
     }
 }
