@@ -1,1 +1,4 @@
+//! capstan's integration tests: one binary (see `autotests = false` in Cargo.toml).
 
+mod support;
+mod transport;
