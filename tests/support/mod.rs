@@ -3,5 +3,5 @@
 #![allow(dead_code)]
 
 pub mod agent;
-pub mod fleet;
 pub mod capstan;
+pub mod fleet;
