@@ -29,6 +29,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the inventory: hosts with merged variables, or the group tree
     Inventory(InventoryArgs),
+    /// Carry out a plan saved by `run --check --plan-out`, refusing if anything drifted
+    Apply(ApplyArgs),
+    /// Show or clear the per-host result cache
+    Cache(CacheArgs),
     /// Judge a DTR upgrade FROM -> TO by the upgrade table, or plan the hops over the
     /// available versions
     UpgradePath(UpgradePathArgs),
@@ -89,6 +93,21 @@ pub struct RunArgs {
     /// Execute everything again, ignoring results recorded by earlier runs
     #[arg(long)]
     pub no_cache: bool,
+    /// With --check: exit 4 when something would change (0 when nothing would)
+    #[arg(long, requires = "check")]
+    pub detailed_exitcode: bool,
+    /// With --check: write the plan (what would change, and the state it rests on) to FILE,
+    /// for `capstan apply`
+    #[arg(long, value_name = "FILE", requires = "check")]
+    pub plan_out: Option<PathBuf>,
+    /// Run only on the hosts that failed or were unreachable in the last run of this
+    /// playbook against this inventory
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Refuse (exit 3) unless, in check mode, this playbook finds the hosts of INVENTORY
+    /// (e.g. staging) fully converged
+    #[arg(long, value_name = "INVENTORY")]
+    pub require_converged: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// Directory of template files [default: `templates/` beside the playbook]
@@ -143,4 +162,38 @@ pub struct InventoryArgs {
     /// One host with its merged variables, as JSON
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan file written by `run --check --plan-out`
+    pub plan: PathBuf,
+    /// Hosts worked on in parallel
+    #[arg(short = 'f', long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Also print each task's stdout and connection times
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[arg(value_enum)]
+    pub action: CacheAction,
+    /// The inventory (TOML)
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Only these hosts
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheAction {
+    Show,
+    Clear,
 }

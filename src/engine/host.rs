@@ -357,6 +357,7 @@ impl<'a> HostState<'a> {
                         removes: plain("removes", &task.removes)?,
                         unless,
                         escalate,
+                        read_only: task.changed_when.as_deref().map(str::trim) == Some("false"),
                     },
                     shown,
                     None,
