@@ -1,5 +1,6 @@
 //! capstan's integration tests: one binary (see `autotests = false` in Cargo.toml).
 
+mod check_cache;
 mod run;
 mod support;
 mod transport;

@@ -38,6 +38,10 @@ pub struct FleetHost {
     pub home: PathBuf,
     /// `AllowTcpForwarding yes` (host1 only): usable as a ProxyJump host.
     pub forwarding: bool,
+    /// More `SetEnv` variables for commands run there (e.g. `PATH` with a simulator).
+    pub env: Vec<(String, String)>,
+    /// Every command sshd is asked to run is appended to this file (`ForceCommand`).
+    pub record: Option<PathBuf>,
 }
 
 impl FleetHost {
@@ -109,6 +113,8 @@ impl Fleet {
                 home: host_dir.join("home"),
                 dir: host_dir,
                 forwarding: i == 1,
+                env: Vec::new(),
+                record: None,
             };
             for d in [&host.dir, &host.state_dir, &host.home] {
                 std::fs::create_dir_all(d).expect("create host directories");
@@ -266,6 +272,41 @@ impl Fleet {
         self.wait_ready(i);
     }
 
+    /// Adds `KEY=VALUE` to the environment of commands on host `i` and restarts it.
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        self.hosts[i].env.retain(|(k, _)| k != key);
+        self.hosts[i].env.push((key.to_owned(), value.to_owned()));
+        self.reconfigure(i);
+    }
+
+    /// Records every command host `i` is asked to run into `commands.log` in the host's own
+    /// directory (outside `$HOST_DIR`), through a `ForceCommand` wrapper; restarts it.
+    pub fn record_commands(&mut self, i: usize) -> PathBuf {
+        let log = self.hosts[i].dir.join("commands.log");
+        let wrapper = self.hosts[i].dir.join("record.sh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n--- end of command ---\\n' \"$SSH_ORIGINAL_COMMAND\" >> '{}'\nexec \"${{SHELL:-/bin/sh}}\" -c \"$SSH_ORIGINAL_COMMAND\"\n",
+                log.display()
+            ),
+        )
+        .expect("write the recording wrapper");
+        run(Command::new("chmod").arg("755").arg(&wrapper));
+        self.hosts[i].record = Some(wrapper);
+        self.reconfigure(i);
+        log
+    }
+
+    fn reconfigure(&mut self, i: usize) {
+        std::fs::write(
+            self.hosts[i].config(),
+            sshd_config(&self.hosts[i], &self.authorized_keys),
+        )
+        .expect("write sshd_config");
+        self.restart_host(i);
+    }
+
     /// Host `i`'s sshd log (LogLevel VERBOSE).
     pub fn sshd_log(&self, i: usize) -> String {
         std::fs::read_to_string(self.hosts[i].log()).unwrap_or_default()
@@ -336,6 +377,11 @@ impl Drop for Fleet {
 
 fn sshd_config(host: &FleetHost, authorized_keys: &Path) -> String {
     let forwarding = if host.forwarding { "yes" } else { "no" };
+    let extra_env: String = host.env.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+    let force = host
+        .record
+        .as_ref()
+        .map_or_else(String::new, |w| format!("ForceCommand {}\n", w.display()));
     format!(
         "# capstan test fleet: {name}
 Port {port}
@@ -363,8 +409,8 @@ AllowTcpForwarding {forwarding}
 AllowAgentForwarding no
 PermitTunnel no
 PermitUserEnvironment no
-SetEnv HOST_DIR={state} NODE_NAME={name} HOME={home}
-Subsystem sftp internal-sftp
+SetEnv HOST_DIR={state} NODE_NAME={name} HOME={home}{extra_env}
+{force}Subsystem sftp internal-sftp
 LogLevel VERBOSE
 # as the benchmark hosts (shared/bench/hosts.sh)
 KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
