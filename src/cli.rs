@@ -34,6 +34,37 @@ pub enum Command {
     Lock(LockArgs),
     /// Show the audit trail of runs that changed something, newest first
     Audit(AuditArgs),
+    /// Carry out a plan saved by `run --check --plan-out`, refusing if anything drifted
+    Apply(ApplyArgs),
+    /// Show or clear the per-host result cache
+    Cache(CacheArgs),
+    /// Judge a DTR upgrade FROM -> TO by the upgrade table, or plan the hops over the
+    /// available versions
+    UpgradePath(UpgradePathArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradePathArgs {
+    /// The version running now (for a cluster: its lowest replica version)
+    pub from: String,
+    /// The version to reach
+    pub to: String,
+    /// Versions that can be installed (comma- or space-separated), or `@FILE` to read them
+    /// from a file; without it only the single hop FROM -> TO is judged
+    #[arg(long, value_name = "VERSIONS")]
+    pub available: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Allow pre-release and build-metadata versions (refused by default)
+    #[arg(long)]
+    pub allow_prerelease: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +95,24 @@ pub struct RunArgs {
     /// Skip tasks with these tags (comma-separated)
     #[arg(long, value_delimiter = ',', value_name = "TAGS")]
     pub skip_tags: Vec<String>,
+    /// Execute everything again, ignoring results recorded by earlier runs
+    #[arg(long)]
+    pub no_cache: bool,
+    /// With --check: exit 4 when something would change (0 when nothing would)
+    #[arg(long, requires = "check")]
+    pub detailed_exitcode: bool,
+    /// With --check: write the plan (what would change, and the state it rests on) to FILE,
+    /// for `capstan apply`
+    #[arg(long, value_name = "FILE", requires = "check")]
+    pub plan_out: Option<PathBuf>,
+    /// Run only on the hosts that failed or were unreachable in the last run of this
+    /// playbook against this inventory
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Refuse (exit 3) unless, in check mode, this playbook finds the hosts of INVENTORY
+    /// (e.g. staging) fully converged
+    #[arg(long, value_name = "INVENTORY")]
+    pub require_converged: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// Directory of template files [default: `templates/` beside the playbook]
@@ -124,9 +173,47 @@ pub struct InventoryArgs {
     pub host: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan file written by `run --check --plan-out`
+    pub plan: PathBuf,
+    /// Hosts worked on in parallel
+    #[arg(short = 'f', long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Also print each task's stdout and connection times
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub reports: ReportArgs,
+    #[command(flatten)]
+    pub lock: RunLockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[arg(value_enum)]
+    pub action: CacheAction,
+    /// The inventory (TOML)
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Only these hosts
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheAction {
+    Show,
+    Clear,
+}
+
 /// How `run` reports on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum OutputFormat {
+pub enum RunOutput {
     /// Lines for a person, and a live view on a terminal
     #[default]
     Human,
@@ -138,8 +225,8 @@ pub enum OutputFormat {
 #[command(next_help_heading = "Reports")]
 pub struct ReportArgs {
     /// `json`: one JSON object per line on stdout for every event, and no human output
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human, value_name = "FORMAT")]
-    pub output: OutputFormat,
+    #[arg(long, value_enum, default_value_t = RunOutput::Human, value_name = "FORMAT")]
+    pub output: RunOutput,
     /// Write the run's summary as one JSON document to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

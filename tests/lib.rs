@@ -1,8 +1,10 @@
 //! capstan's integration tests: one binary (see `autotests = false` in Cargo.toml).
 
-mod support;
-
 mod audit;
+mod check_cache;
 mod ci_files;
 mod lock;
 mod reports;
+mod run;
+mod support;
+mod transport;

@@ -20,6 +20,7 @@ use indexmap::IndexMap;
 use crate::inventory::{Host, Inventory, PatternError};
 use crate::playbook::Playbook;
 use crate::report::event::{Event, HostRecap};
+use crate::settings::CacheSettings;
 use crate::template::Templates;
 use crate::transport::{ConnectOptions, Session};
 use crate::vars::Vars;
@@ -39,6 +40,10 @@ pub struct RunOptions {
     pub extra_vars: Vars,
     pub connect: ConnectOptions,
     pub templates_dir: PathBuf,
+    /// Where finished work is recorded, and for how long it counts.
+    pub cache: CacheSettings,
+    /// `--no-cache`: execute everything again (results are still recorded).
+    pub no_cache: bool,
     pub lock: crate::lock::LockOptions,
 }
 
@@ -103,7 +108,7 @@ impl RunOutcome {
         let list = match r.status {
             Status::Changed => &mut self.changes,
             Status::Failed | Status::Unreachable => &mut self.failures,
-            Status::Ok | Status::Skipped => return,
+            Status::Ok | Status::Skipped | Status::Cached => return,
         };
         list.entry(r.host.clone()).or_default().push(r.task.clone());
     }
@@ -116,6 +121,7 @@ pub(crate) struct Shared<'a> {
     pub templates: Templates,
     pub events: std::sync::mpsc::Sender<Event>,
     pub interrupt: Arc<Interrupt>,
+    pub cache: crate::cache::Backend,
 }
 
 impl Shared<'_> {
@@ -141,6 +147,7 @@ pub async fn run(
         templates: Templates::new(&opts.templates_dir),
         events,
         interrupt,
+        cache: crate::cache::Backend::from_settings(&opts.cache),
     };
     let plays = resolve_plays(inventory, playbook, opts)?;
     let mut targets: Vec<&Host> = Vec::new();

@@ -17,6 +17,8 @@ pub enum Status {
     Failed,
     /// The connection to the host failed or dropped.
     Unreachable,
+    /// Done in an earlier run (the result cache): not executed again.
+    Cached,
 }
 
 impl Status {
@@ -27,6 +29,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Failed => "failed",
             Status::Unreachable => "unreachable",
+            Status::Cached => "cached",
         }
     }
 }
@@ -63,12 +66,14 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 
 /// Per-host counts at the end of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct HostRecap {
     pub ok: usize,
     pub changed: usize,
     pub failed: usize,
     pub skipped: usize,
     pub unreachable: usize,
+    pub cached: usize,
 }
 
 impl HostRecap {
@@ -79,6 +84,7 @@ impl HostRecap {
             Status::Skipped => self.skipped += 1,
             Status::Failed => self.failed += 1,
             Status::Unreachable => self.unreachable += 1,
+            Status::Cached => self.cached += 1,
         }
     }
 }
@@ -125,6 +131,11 @@ pub enum Event {
         reason: String,
     },
     Interrupted,
+    /// Something the operator should know that is not a task result.
+    Warning {
+        host: Option<String>,
+        message: String,
+    },
     /// The cluster lock (see `crate::lock`): taken, waited for, taken over, released or lost.
     Lock {
         cluster: String,

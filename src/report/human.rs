@@ -181,6 +181,12 @@ impl HumanReporter {
             }
             Event::TaskFinished(report) => self.task_finished(report),
             Event::PlayStopped { reason } => self.line(&format!("PLAY STOPPED: {reason}")),
+            Event::Warning { host, message } => {
+                let who = host
+                    .as_deref()
+                    .map_or_else(String::new, |h| format!("{h} | "));
+                self.line(&format!("{who}warning: {message}"));
+            }
             Event::Interrupted => self
                 .line("interrupted: no new work was started; commands in flight were let finish"),
             Event::Lock {
@@ -253,8 +259,8 @@ impl HumanReporter {
         for (host, r) in recap {
             let _ = writeln!(
                 s,
-                "  {host:<width$}  ok={:<3} changed={:<3} failed={:<3} skipped={:<3} unreachable={}",
-                r.ok, r.changed, r.failed, r.skipped, r.unreachable
+                "  {host:<width$}  ok={:<3} changed={:<3} failed={:<3} skipped={:<3} unreachable={:<3} cached={}",
+                r.ok, r.changed, r.failed, r.skipped, r.unreachable, r.cached
             );
         }
         if !self.changes.is_empty() {

@@ -116,6 +116,9 @@ pub(crate) fn event_json(event: &Event) -> Vec<(&'static str, Map<String, Value>
         }
         Event::TaskFinished(report) => vec![("task_result", object(task_json(report)))],
         Event::PlayStopped { reason } => one("play_stopped", json!({ "reason": reason })),
+        Event::Warning { host, message } => {
+            one("warning", json!({ "host": host, "message": message }))
+        }
         Event::Interrupted => one("interrupted", json!({})),
         Event::Lock {
             cluster,
@@ -142,6 +145,7 @@ pub(crate) fn event_json(event: &Event) -> Vec<(&'static str, Map<String, Value>
                 total.failed += r.failed;
                 total.skipped += r.skipped;
                 total.unreachable += r.unreachable;
+                total.cached += r.cached;
             }
             let mut body = object(recap_json(&total));
             body.insert("hosts".into(), recap.len().into());

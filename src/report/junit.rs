@@ -54,7 +54,7 @@ pub fn render(summary: &Summary, changed_as_failure: bool) -> Result<String, Str
 fn test_case(t: &TaskReport, changed_as_failure: bool) -> TestCase {
     let note = t.note.as_deref().unwrap_or_default();
     let status = match t.status {
-        Status::Ok => TestCaseStatus::success(),
+        Status::Ok | Status::Cached => TestCaseStatus::success(),
         Status::Changed if changed_as_failure => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let what = if t.check_mode {

@@ -113,6 +113,7 @@ impl SummaryCollector {
             Event::HostKeysRefused { .. }
             | Event::BatchStarted { .. }
             | Event::TaskStarted { .. }
+            | Event::Warning { .. }
             | Event::Lock { .. } => {}
         }
     }
@@ -280,7 +281,7 @@ pub(crate) mod tests {
         let web1 = &doc["hosts"]["web-1"];
         assert_eq!(
             web1["recap"],
-            json!({"ok": 1, "changed": 1, "failed": 1, "skipped": 1, "unreachable": 0})
+            json!({"ok": 1, "changed": 1, "failed": 1, "skipped": 1, "unreachable": 0, "cached": 0})
         );
         assert_eq!(web1["tasks"].as_array().map(Vec::len), Some(4));
         assert_eq!(doc["hosts"]["web-2"]["unreachable"], "connection refused");
