@@ -170,11 +170,18 @@ impl Job {
     }
 }
 
-/// `templates/` beside the playbook unless `--templates` says otherwise.
+/// The templates directory: `--templates` when given; else `templates/` beside the playbook;
+/// else `templates/` beside the playbook's directory (the repository layout `playbooks/` +
+/// `templates/`).
 pub fn templates_dir(flag: Option<&PathBuf>, playbook: &Path) -> PathBuf {
-    flag.cloned().unwrap_or_else(|| {
-        playbook
-            .parent()
-            .map_or_else(|| PathBuf::from("templates"), |d| d.join("templates"))
-    })
+    if let Some(dir) = flag {
+        return dir.clone();
+    }
+    let dir = playbook.parent().unwrap_or_else(|| Path::new(""));
+    let beside = dir.join("templates");
+    if beside.is_dir() {
+        return beside;
+    }
+    let above = dir.join("..").join("templates");
+    if above.is_dir() { above } else { beside }
 }

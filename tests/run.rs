@@ -360,3 +360,93 @@ command = "echo {{ who.stdout }} > {{ host_dir }}/who"
     run(&p, &fleet, &[]).code(0);
     assert_eq!(read(&fleet.host(0).state_dir.join("who")), "nobody\n");
 }
+
+#[test]
+fn a_dropped_connection_marks_the_host_unreachable_and_the_run_goes_on() {
+    let fleet = Fleet::start(2);
+    let p = project(
+        &fleet,
+        "",
+        r#"
+[[plays]]
+hosts = "all"
+[[plays.tasks]]
+name = "drop"
+# On host2, kill the sshd process serving this connection (the shell's grandparent).
+command = "if [ \"$NODE_NAME\" = host2 ]; then kill -9 $(ps -o ppid= -p $PPID); sleep 5; fi"
+changed_when = "false"
+[[plays.tasks]]
+name = "after"
+command = "touch \"$HOST_DIR/after\""
+"#,
+    );
+    let out = run(&p, &fleet, &[]);
+    out.code(2);
+    assert!(
+        out.line("host2", "drop")
+            .starts_with("unreachable (connection to host2"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.recap("host2").contains("unreachable=1"));
+    assert!(
+        fleet.host(0).state_dir.join("after").exists(),
+        "host1 goes on"
+    );
+    assert!(!fleet.host(1).state_dir.join("after").exists());
+}
+
+#[test]
+fn ctrl_c_lets_work_in_flight_finish_and_starts_nothing_new() {
+    use std::process::{Command, Stdio};
+    let fleet = Fleet::start(1);
+    let p = project(
+        &fleet,
+        "",
+        r#"
+[[plays]]
+hosts = "all"
+[[plays.tasks]]
+name = "in flight"
+command = "touch \"$HOST_DIR/started\"; sleep 2; touch \"$HOST_DIR/finished\""
+[[plays.tasks]]
+name = "next"
+command = "touch \"$HOST_DIR/next\""
+"#,
+    );
+    let config = fleet.ssh_config().to_string_lossy().into_owned();
+    let child = Command::new(crate::support::capstan::binary())
+        .args(["run", "site.toml", "-i", "inventory.toml", "-F", &config])
+        .current_dir(p.dir.path())
+        .env("CI", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !fleet.host(0).state_dir.join("started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        fleet.host(0).state_dir.join("finished").exists(),
+        "in-flight work finishes"
+    );
+    assert!(
+        !fleet.host(0).state_dir.join("next").exists(),
+        "nothing new starts"
+    );
+    assert!(
+        stdout.contains("interrupted: no new work was started"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("RECAP"), "{stdout}");
+}

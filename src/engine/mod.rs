@@ -273,6 +273,12 @@ async fn connect_all(
                     host: name.clone(),
                     elapsed,
                 });
+                for note in s.notes() {
+                    shared.emit(Event::Warning {
+                        host: Some(name.clone()),
+                        message: note.clone(),
+                    });
+                }
                 sessions.insert(name, Arc::new(s));
             }
             Err(e) if e.is_host_key_problem() => key_problems.push((name, e.to_string())),

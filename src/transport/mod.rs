@@ -165,6 +165,14 @@ impl Session {
         }
     }
 
+    /// Notes about how the connection was configured (e.g. an ignored ssh_config setting).
+    pub fn notes(&self) -> &[String] {
+        match self {
+            Session::Ssh(s) => s.notes(),
+            Session::Local(_) => &[],
+        }
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         match self {

@@ -45,6 +45,8 @@ pub struct SshSession {
     /// ProxyJump connections, outermost first; they carry `handle`'s traffic.
     jumps: Vec<Handle<Client>>,
     fingerprint: String,
+    /// What resolving the target noticed (ignored or overridden ssh_config settings).
+    notes: Vec<String>,
 }
 
 impl SshSession {
@@ -77,6 +79,7 @@ impl SshSession {
             shared,
             jumps,
             fingerprint,
+            notes: target.notes.clone(),
         })
     }
 
@@ -86,6 +89,11 @@ impl SshSession {
     }
 
     /// `SHA256:...` of the host key this connection was checked against.
+    /// Notes about how ssh_config was read for this host, for the operator.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     pub fn host_key_fingerprint(&self) -> String {
         self.fingerprint.clone()
     }
