@@ -1,21 +1,28 @@
 //! From parsed arguments to work: loads inputs, runs the engine with a reporter, and maps
 //! the outcome to an exit code. The only place errors are printed.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use clap::Parser;
 
+use crate::cache::{Backend, LocalStore};
 use crate::cli::{
-    Cli, Command, InventoryArgs, OutputFormat, RunArgs, UpgradePathArgs, ValidateArgs,
+    ApplyArgs, AuditArgs, CacheAction, CacheArgs, Cli, Command, InventoryArgs, LockArgs,
+    OutputFormat, ReportArgs, RunArgs, RunLockArgs, RunOutput, SshArgs, UpgradePathArgs,
+    ValidateArgs,
 };
-use crate::engine::{self, Interrupt, RunOptions};
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
+use crate::job::{Finished, Job, JobSpec, templates_dir};
+use crate::last_run::{self, LastRun};
+use crate::plan::{self, PlanOptions, SavedPlan};
 use crate::playbook::Playbook;
+use crate::report::event::Status;
+use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::{HumanReporter, live_view_wanted};
-use crate::transport::ConnectOptions;
-use crate::{extra_vars, secrets, validate};
+use crate::report::summary::RunInfo;
+use crate::transport::{ConnectOptions, Session};
+use crate::{extra_vars, secrets, settings, validate};
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
@@ -46,6 +53,10 @@ fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Validate(args) => validate_inputs(&args),
         Command::Inventory(args) => show_inventory(&args),
         Command::UpgradePath(args) => upgrade_path(&args),
+        Command::Apply(args) => apply_plan(&args),
+        Command::Cache(args) => cache_command(&args),
+        Command::Lock(args) => lock_command(&args),
+        Command::Audit(args) => audit_command(&args),
     }
 }
 
@@ -54,88 +65,339 @@ fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::env::var_os("CI").is_none()
 }
 
-/// `templates/` beside the playbook (else beside its directory, for a project that keeps
-/// `playbooks/` and `templates/` side by side) unless `--templates` says otherwise.
-fn templates_dir(flag: Option<&PathBuf>, playbook: &Path) -> PathBuf {
-    flag.cloned().unwrap_or_else(|| {
-        let dir = playbook.parent().unwrap_or_else(|| Path::new(""));
-        let beside = dir.join("templates");
-        match dir.parent().map(|d| d.join("templates")) {
-            Some(above) if !beside.is_dir() && above.is_dir() => above,
-            _ => beside,
-        }
-    })
+fn connect_options(ssh: &SshArgs) -> ConnectOptions {
+    ConnectOptions {
+        ssh_config: ssh.ssh_config.clone(),
+        accept_new_host_keys: ssh.accept_new_host_keys,
+        interactive: interactive(),
+    }
 }
 
 fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
-    let inventory = Inventory::load(&args.inventory)?;
-    let playbook = Playbook::load(&args.playbook)?;
-    let cwd =
-        std::env::current_dir().map_err(|e| Error::Internal(format!("current directory: {e}")))?;
-    let extra = extra_vars::parse(&args.extra_vars, &cwd)?;
-    let templates = templates_dir(args.templates.as_ref(), &args.playbook);
-
-    // Everything that can be checked offline is checked before any host is contacted.
-    let problems = validate::check_playbook(
-        &inventory,
-        &playbook,
-        &extra,
-        args.limit.as_deref(),
-        &templates,
-    );
-    if !problems.is_empty() {
-        return Err(problems.into());
-    }
-
-    let opts = RunOptions {
-        forks: args.forks as usize,
-        check: args.check,
-        diff: args.diff,
+    let mut spec = JobSpec {
+        playbook: args.playbook.clone(),
+        inventory: args.inventory.clone(),
         limit: args.limit.clone(),
+        extra_vars: args.extra_vars.clone(),
         tags: args.tags.clone(),
         skip_tags: args.skip_tags.clone(),
-        extra_vars: extra,
-        connect: ConnectOptions {
-            ssh_config: args.ssh.ssh_config.clone(),
-            accept_new_host_keys: args.ssh.accept_new_host_keys,
-            interactive: interactive(),
-        },
-        templates_dir: templates,
+        templates: args.templates.clone(),
+        forks: args.forks as usize,
+        check: args.check,
+        diff: args.diff || args.plan_out.is_some(),
+        no_cache: args.no_cache,
+        connect: connect_options(&args.ssh),
+        lock: lock_options(&args.lock),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let json = args.reports.output == RunOutput::Json;
+    if args.retry_failed {
+        match retry_limit(&spec, json)? {
+            Some(limit) => spec.limit = Some(limit),
+            None => return Ok(exit::SUCCESS),
+        }
+    }
+    if let Some(staging) = &args.require_converged {
+        require_converged(&spec, staging, args.verbose, json)?;
+    }
+    let job = Job::load(spec)?;
+    let (result, reporters) = job.execute_with(reporters(&args.reports, args.verbose));
+    let done = match result {
+        Ok(done) => done,
+        Err(e) => {
+            finish_reports(reporters, &job, e.exit_code(), Some(e.to_string()))?;
+            return Err(e);
+        }
+    };
+    record_audit(&job, &done);
+    if !args.check {
+        let record = LastRun::from_outcome(&args.playbook, &args.inventory, &done.outcome);
+        if let Err(e) = last_run::save(&record) {
+            eprintln!("warning: cannot record this run for --retry-failed: {e}");
+        }
+    }
+    if let Some(path) = &args.plan_out
+        && let Err(e) = write_plan(&job, &done, path, json)
+    {
+        finish_reports(reporters, &job, e.exit_code(), Some(e.to_string()))?;
+        return Err(e);
+    }
+    let mut code = done.outcome.exit_code();
+    if args.detailed_exitcode && code == exit::SUCCESS && done.outcome.changed() {
+        code = exit::PENDING_CHANGES;
+    }
+    finish_reports(reporters, &job, code, None)?;
+    Ok(code)
+}
+
+/// Human output unless `--output json`; JSON lines with it; the summary behind `--report`
+/// and `--junit`.
+fn reporters(args: &ReportArgs, verbose: bool) -> Fanout {
+    let json = args.output == RunOutput::Json;
+    let human = (!json).then(|| HumanReporter::new(live_view_wanted(), verbose));
+    let files = ReportFiles {
+        report: args.report.clone(),
+        junit: args.junit.clone(),
+        junit_changed_as_failure: args.junit_changed_as_failure,
+    };
+    Fanout::new(human, json, files)
+}
+
+/// Writes `--report` and `--junit`, and the JSON `exit` line, once the exit code is known.
+fn finish_reports(
+    reporters: Option<Fanout>,
+    job: &Job,
+    exit_code: i32,
+    error: Option<String>,
+) -> Result<(), Error> {
+    let Some(reporters) = reporters else {
+        return Ok(());
+    };
+    reporters
+        .finish(RunInfo {
+            playbook: job.spec.playbook.clone(),
+            inventory: job.spec.inventory.clone(),
+            exit_code,
+            error,
+        })
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Appends the run's audit record (made when the lock was released) to the local log.
+fn record_audit(job: &Job, done: &Finished) {
+    if let Some(record) = &done.outcome.audit
+        && let Err(e) = crate::audit::append_local(&job.inventory.path, record)
+    {
+        eprintln!(
+            "warning: cannot append to the local audit log `{}`: {e}",
+            crate::audit::local_log(&job.inventory.path).display()
+        );
+    }
+}
+
+fn lock_options(args: &RunLockArgs) -> crate::lock::LockOptions {
+    crate::lock::LockOptions {
+        message: args.message.clone(),
+        wait: args.lock_wait,
+        break_stale: args.break_stale_lock,
+    }
+}
+
+/// A line for the operator: on stdout, or on stderr when stdout carries JSON lines.
+fn say(json: bool, text: &str) {
+    if json {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
 
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut reporter = HumanReporter::new(live_view_wanted(), args.verbose);
-    let printer = std::thread::spawn(move || {
-        for event in rx {
-            reporter.handle(&event);
-        }
-    });
-    let interrupt = Arc::new(Interrupt::default());
-    let result = runtime.block_on(async {
-        let flag = Arc::clone(&interrupt);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                flag.trigger();
-                // A second Ctrl-C aborts at once.
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\naborted");
-                    std::process::exit(130);
-                }
-            }
-        });
-        engine::run(&inventory, &playbook, &opts, tx, Arc::clone(&interrupt)).await
-    });
-    let _ = printer.join();
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    match result {
-        Ok(outcome) => Ok(outcome.exit_code()),
-        Err(engine::RunError::HostKeys(_)) => Ok(exit::REFUSED),
-        Err(e) => Err(Error::Refused(e.to_string())),
+fn lock_command(args: &LockArgs) -> Result<i32, Error> {
+    let out = runtime()?.block_on(crate::lock::command::run(args, interactive()))?;
+    print!("{}", secrets::mask(&out.text));
+    Ok(out.code)
+}
+
+fn audit_command(args: &AuditArgs) -> Result<i32, Error> {
+    let out = runtime()?.block_on(crate::audit::command(args, interactive()))?;
+    for w in &out.warnings {
+        eprintln!("{}", secrets::mask(w));
     }
+    print!("{}", secrets::mask(&out.text));
+    Ok(out.code)
+}
+
+/// `--retry-failed`: the last run's failed and unreachable hosts (within `--limit`), or
+/// `None` when there is nothing to retry.
+fn retry_limit(spec: &JobSpec, json: bool) -> Result<Option<String>, Error> {
+    let last = last_run::load(&spec.playbook, &spec.inventory)
+        .map_err(|e| Error::Refused(format!("--retry-failed: {e}")))?
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "--retry-failed: no earlier run of `{}` against `{}` is recorded",
+                spec.playbook.display(),
+                spec.inventory.display()
+            ))
+        })?;
+    let failed = last.failed_hosts();
+    if failed.is_empty() {
+        say(
+            json,
+            &format!(
+                "nothing to retry: every host succeeded in the last run ({})",
+                last.finished
+            ),
+        );
+        return Ok(None);
+    }
+    let mut limit = failed.join(",");
+    if let Some(user) = &spec.limit {
+        limit = format!("{limit},&{}", user.replace(',', ",&"));
+    }
+    say(
+        json,
+        &format!(
+            "retrying on {} host(s) that failed in the last run: {}",
+            failed.len(),
+            failed.join(", ")
+        ),
+    );
+    Ok(Some(limit))
+}
+
+/// The promotion gate: the same playbook, in check mode, must find `staging` converged.
+fn require_converged(
+    spec: &JobSpec,
+    staging: &Path,
+    verbose: bool,
+    json: bool,
+) -> Result<(), Error> {
+    let gate = JobSpec {
+        inventory: staging.to_path_buf(),
+        limit: None,
+        check: true,
+        diff: false,
+        ..spec.clone()
+    };
+    say(
+        json,
+        &format!("gate: checking that `{}` has converged", staging.display()),
+    );
+    let job = Job::load(gate)?;
+    let done = job.execute((!json).then(|| HumanReporter::new(false, verbose)))?;
+    let code = done.outcome.exit_code();
+    if code != exit::SUCCESS {
+        return Err(Error::Refused(format!(
+            "refused: the promotion gate could not check `{}` (its check run ended with exit {code}); nothing was changed",
+            staging.display()
+        )));
+    }
+    if done.outcome.changed() {
+        let pending: Vec<String> = done
+            .reports
+            .iter()
+            .filter(|r| r.status == Status::Changed)
+            .map(|r| format!("{}: {}", r.host, r.task))
+            .collect();
+        return Err(Error::Refused(format!(
+            "refused: `{}` has not converged: {} task(s) would still change there ({}); apply it there first — nothing was changed",
+            staging.display(),
+            pending.len(),
+            pending.join(", ")
+        )));
+    }
+    say(
+        json,
+        &format!("gate: `{}` has converged", staging.display()),
+    );
+    Ok(())
+}
+
+fn write_plan(job: &Job, done: &Finished, path: &Path, json: bool) -> Result<(), Error> {
+    let spec = &job.spec;
+    let plan = SavedPlan {
+        format: plan::PLAN_FORMAT,
+        created: chrono::Utc::now().to_rfc3339(),
+        playbook: spec.playbook.clone(),
+        inventory: spec.inventory.clone(),
+        digests: plan::input_digests(&spec.inventory, &spec.playbook, &job.opts.templates_dir),
+        options: PlanOptions {
+            limit: spec.limit.clone(),
+            extra_vars: spec.extra_vars.clone(),
+            tags: spec.tags.clone(),
+            skip_tags: spec.skip_tags.clone(),
+            templates: job.opts.templates_dir.clone(),
+        },
+        hosts: plan::decisions(&done.reports),
+    };
+    let text = serde_json::to_string_pretty(&plan).map_err(|e| Error::Internal(e.to_string()))?;
+    crate::cache::write_atomically(path, secrets::mask(&text).as_bytes())
+        .map_err(|e| Error::Internal(format!("cannot write the plan `{}`: {e}", path.display())))?;
+    say(json, &format!("plan written to {}", path.display()));
+    Ok(())
+}
+
+fn apply_plan(args: &ApplyArgs) -> Result<i32, Error> {
+    let text = std::fs::read_to_string(&args.plan).map_err(|e| {
+        Error::Refused(format!(
+            "cannot read the plan `{}`: {e}",
+            args.plan.display()
+        ))
+    })?;
+    let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
+        Error::Refused(format!(
+            "`{}` is not a capstan plan: {e}",
+            args.plan.display()
+        ))
+    })?;
+    if saved.format != plan::PLAN_FORMAT {
+        return Err(Error::Refused(format!(
+            "`{}` has plan format {}; this capstan reads format {}",
+            args.plan.display(),
+            saved.format,
+            plan::PLAN_FORMAT
+        )));
+    }
+    let now = plan::input_digests(&saved.inventory, &saved.playbook, &saved.options.templates);
+    let changed = plan::changed_inputs(&saved.digests, &now);
+    if !changed.is_empty() {
+        return Err(Error::Refused(format!(
+            "refused: the inputs changed since the plan was made; make a new plan:\n  {}",
+            changed.join("\n  ")
+        )));
+    }
+    let spec = JobSpec {
+        playbook: saved.playbook.clone(),
+        inventory: saved.inventory.clone(),
+        limit: saved.options.limit.clone(),
+        extra_vars: saved.options.extra_vars.clone(),
+        tags: saved.options.tags.clone(),
+        skip_tags: saved.options.skip_tags.clone(),
+        templates: Some(saved.options.templates.clone()),
+        forks: args.forks as usize,
+        check: true,
+        diff: true,
+        no_cache: false,
+        connect: connect_options(&args.ssh),
+        lock: lock_options(&args.lock),
+    };
+    let json = args.reports.output == RunOutput::Json;
+    say(json, "apply: checking that the hosts are still as planned");
+    let check = Job::load(spec.clone())?.execute(None)?;
+    let drift = plan::drift(&saved.hosts, &plan::decisions(&check.reports));
+    if !drift.is_empty() {
+        return Err(Error::Refused(format!(
+            "refused: the hosts drifted since the plan was made; nothing was changed:\n  {}",
+            drift.join("\n  ")
+        )));
+    }
+    let job = Job::load(JobSpec {
+        check: false,
+        diff: false,
+        ..spec
+    })?;
+    let (result, reporters) = job.execute_with(reporters(&args.reports, args.verbose));
+    let done = match result {
+        Ok(done) => done,
+        Err(e) => {
+            finish_reports(reporters, &job, e.exit_code(), Some(e.to_string()))?;
+            return Err(e);
+        }
+    };
+    record_audit(&job, &done);
+    let record = LastRun::from_outcome(&saved.playbook, &saved.inventory, &done.outcome);
+    if let Err(e) = last_run::save(&record) {
+        eprintln!("warning: cannot record this run for --retry-failed: {e}");
+    }
+    let code = done.outcome.exit_code();
+    finish_reports(reporters, &job, code, None)?;
+    Ok(code)
 }
 
 fn validate_inputs(args: &ValidateArgs) -> Result<i32, Error> {
@@ -233,4 +495,125 @@ fn upgrade_path(args: &UpgradePathArgs) -> Result<i32, Error> {
     print!("{out}");
     eprint!("{err}");
     Ok(code)
+}
+
+/// `capstan cache show|clear`: the local store's files, or each host's remote store.
+fn cache_command(args: &CacheArgs) -> Result<i32, Error> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let hosts = inventory
+        .select(args.limit.as_deref().unwrap_or("all"))
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    let cache = settings::CacheSettings::from_inventory(&inventory)
+        .map_err(crate::diag::Diagnostics::from)?;
+    match Backend::from_settings(&cache) {
+        Backend::Off => {
+            println!("the result cache is off for this inventory ([settings] cache = \"off\")");
+            Ok(exit::SUCCESS)
+        }
+        Backend::Local(store) => Ok(cache_local(&store, &hosts, args.action)),
+        Backend::Remote { ttl } => cache_remote(&hosts, args, ttl),
+    }
+}
+
+fn cache_local(store: &LocalStore, hosts: &[&crate::inventory::Host], action: CacheAction) -> i32 {
+    let mut code = exit::SUCCESS;
+    for h in hosts {
+        match action {
+            CacheAction::Show => {
+                let (cache, warning) = store.load(&h.name);
+                if let Some(w) = warning {
+                    eprintln!("warning: {w}");
+                }
+                print_entries(&h.name, &cache);
+            }
+            CacheAction::Clear => match store.clear(&h.name) {
+                Ok(n) => println!(
+                    "{}: cleared {n} entr{}",
+                    h.name,
+                    if n == 1 { "y" } else { "ies" }
+                ),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    code = exit::USAGE;
+                }
+            },
+        }
+    }
+    code
+}
+
+fn cache_remote(
+    hosts: &[&crate::inventory::Host],
+    args: &CacheArgs,
+    ttl: std::time::Duration,
+) -> Result<i32, Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    let opts = connect_options(&args.ssh);
+    let backend = Backend::Remote { ttl };
+    let mut code = exit::SUCCESS;
+    runtime.block_on(async {
+        for h in hosts {
+            let session = match Session::connect(h, &opts).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {}", h.name, secrets::mask(&e.to_string()));
+                    code = exit::HOSTS_FAILED;
+                    continue;
+                }
+            };
+            match args.action {
+                CacheAction::Show => {
+                    let (cache, warning) = backend.load(&h.name, &session).await;
+                    if let Some(w) = warning {
+                        eprintln!("warning: {}: {w}", h.name);
+                    }
+                    print_entries(&h.name, &cache);
+                }
+                CacheAction::Clear => {
+                    let req = crate::transport::ExecRequest {
+                        command: "rm -f \"$HOME/.capstan/cache.jsonl\"".into(),
+                        stdin: None,
+                        timeout: Some(std::time::Duration::from_secs(60)),
+                    };
+                    match session.exec(&req).await {
+                        Ok(out) if out.status.success() => println!("{}: cleared", h.name),
+                        Ok(out) => {
+                            eprintln!("{}: cannot clear the cache ({})", h.name, out.status);
+                            code = exit::HOSTS_FAILED;
+                        }
+                        Err(e) => {
+                            eprintln!("{}: {e}", h.name);
+                            code = exit::HOSTS_FAILED;
+                        }
+                    }
+                }
+            }
+            session.close().await;
+        }
+    });
+    Ok(code)
+}
+
+fn print_entries(host: &str, cache: &crate::cache::HostCache) {
+    let mut entries: Vec<_> = cache.entries().collect();
+    entries.sort_by_key(|e| e.recorded_at);
+    println!(
+        "{host}: {} entr{}",
+        entries.len(),
+        if entries.len() == 1 { "y" } else { "ies" }
+    );
+    for e in entries {
+        let when = chrono::DateTime::from_timestamp(i64::try_from(e.recorded_at).unwrap_or(0), 0)
+            .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string());
+        let what = if e.changed { "changed" } else { "ok" };
+        println!(
+            "  {when}  {}  {} / {}  ({what})",
+            &e.key[..12],
+            e.play,
+            e.task
+        );
+    }
 }

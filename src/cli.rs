@@ -2,6 +2,7 @@
 //! Flag names follow Ansible's where one exists.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -29,6 +30,14 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the inventory: hosts with merged variables, or the group tree
     Inventory(InventoryArgs),
+    /// Show, take or release the cluster lock on the inventory's hosts
+    Lock(LockArgs),
+    /// Show the audit trail of runs that changed something, newest first
+    Audit(AuditArgs),
+    /// Carry out a plan saved by `run --check --plan-out`, refusing if anything drifted
+    Apply(ApplyArgs),
+    /// Show or clear the per-host result cache
+    Cache(CacheArgs),
     /// Judge a DTR upgrade FROM -> TO by the upgrade table, or plan the hops over the
     /// available versions
     UpgradePath(UpgradePathArgs),
@@ -86,6 +95,24 @@ pub struct RunArgs {
     /// Skip tasks with these tags (comma-separated)
     #[arg(long, value_delimiter = ',', value_name = "TAGS")]
     pub skip_tags: Vec<String>,
+    /// Execute everything again, ignoring results recorded by earlier runs
+    #[arg(long)]
+    pub no_cache: bool,
+    /// With --check: exit 4 when something would change (0 when nothing would)
+    #[arg(long, requires = "check")]
+    pub detailed_exitcode: bool,
+    /// With --check: write the plan (what would change, and the state it rests on) to FILE,
+    /// for `capstan apply`
+    #[arg(long, value_name = "FILE", requires = "check")]
+    pub plan_out: Option<PathBuf>,
+    /// Run only on the hosts that failed or were unreachable in the last run of this
+    /// playbook against this inventory
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Refuse (exit 3) unless, in check mode, this playbook finds the hosts of INVENTORY
+    /// (e.g. staging) fully converged
+    #[arg(long, value_name = "INVENTORY")]
+    pub require_converged: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// Directory of template files [default: `templates/` beside the playbook]
@@ -94,6 +121,10 @@ pub struct RunArgs {
     /// Also print each task's stdout and connection times
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub reports: ReportArgs,
+    #[command(flatten)]
+    pub lock: RunLockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -140,4 +171,151 @@ pub struct InventoryArgs {
     /// One host with its merged variables, as JSON
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan file written by `run --check --plan-out`
+    pub plan: PathBuf,
+    /// Hosts worked on in parallel
+    #[arg(short = 'f', long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Also print each task's stdout and connection times
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub reports: ReportArgs,
+    #[command(flatten)]
+    pub lock: RunLockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[arg(value_enum)]
+    pub action: CacheAction,
+    /// The inventory (TOML)
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Only these hosts
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheAction {
+    Show,
+    Clear,
+}
+
+/// How `run` reports on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RunOutput {
+    /// Lines for a person, and a live view on a terminal
+    #[default]
+    Human,
+    /// One JSON object per line for every event
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Reports")]
+pub struct ReportArgs {
+    /// `json`: one JSON object per line on stdout for every event, and no human output
+    #[arg(long, value_enum, default_value_t = RunOutput::Human, value_name = "FORMAT")]
+    pub output: RunOutput,
+    /// Write the run's summary as one JSON document to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write JUnit XML to FILE: a test suite per play, a test case per host and task
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// In the JUnit report, count a change (or pending change) as a failure: for drift checks
+    #[arg(long, requires = "junit")]
+    pub junit_changed_as_failure: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Cluster lock")]
+pub struct RunLockArgs {
+    /// Why this run, kept in the lock and the audit log (e.g. "upgrade to 2.7.1")
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Wait up to this long (e.g. `10m`) for a lock held by someone else instead of refusing
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_wait: Option<Duration>,
+    /// Break a stale lock (its heartbeat older than `lock_stale_after`) and take it over
+    #[arg(long)]
+    pub break_stale_lock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    pub action: LockAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockAction {
+    /// Per host: free, or held by whom, since when, and whether its heartbeat is fresh or stale
+    Status(LockTarget),
+    /// Take the lock and hold it until `capstan lock release` (such a lock never goes stale)
+    Acquire {
+        #[command(flatten)]
+        target: LockTarget,
+        /// Why, shown to whoever finds the cluster locked
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
+        /// Wait up to this long for a lock held by someone else instead of refusing
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        wait: Option<Duration>,
+    },
+    /// Release a lock taken with `lock acquire`; a run's lock only with `--stale` or `--force`
+    Release {
+        #[command(flatten)]
+        target: LockTarget,
+        /// Break only locks whose heartbeat is older than `lock_stale_after`
+        #[arg(long, conflicts_with = "force")]
+        stale: bool,
+        /// Break the lock whoever holds it, even a run that is still going
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LockTarget {
+    /// The inventory (TOML)
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Narrow the hosts, as for `run`
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The inventory (TOML); the local log is `.capstan/audit.jsonl` beside it
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Only runs that touched these hosts
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Read the hosts' audit logs instead of the local one, merged by time
+    #[arg(long)]
+    pub remote: bool,
+    /// One JSON record per line instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. `90s`, `10m`, `1h`)"))
 }

@@ -20,6 +20,9 @@ pub enum Error {
     /// A refusal before any change: unknown hosts, host keys, safety rules.
     #[error("error: {0}")]
     Refused(String),
+    /// Unknown or changed host keys; the reporter has listed them all.
+    #[error("")]
+    HostKeys(String),
     /// capstan itself could not work (runtime, I/O outside the inputs).
     #[error("error: {0}")]
     Internal(String),
@@ -28,7 +31,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Input(_) | Error::Refused(_) => exit::REFUSED,
+            Error::Input(_) | Error::Refused(_) | Error::HostKeys(_) => exit::REFUSED,
             Error::Internal(_) => exit::USAGE,
         }
     }

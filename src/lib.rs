@@ -4,6 +4,8 @@
 //! (transport, cache) → events → reporter.
 
 pub mod app;
+pub mod audit;
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod diag;
@@ -12,10 +14,15 @@ pub mod engine;
 pub mod error;
 pub mod extra_vars;
 pub mod inventory;
+pub mod job;
+pub mod last_run;
+pub mod lock;
+pub mod plan;
 pub mod playbook;
 pub mod report;
 pub mod rules;
 pub mod secrets;
+pub mod settings;
 pub mod template;
 pub mod transport;
 pub mod validate;

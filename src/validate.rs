@@ -134,6 +134,13 @@ fn check_task(
     found: &mut Found,
 ) {
     let what = |f: &str| format!("`{f}` of task \"{}\"", task.name);
+    // A task whose `when` is already false offline (say `x is defined` for an undefined `x`)
+    // would be skipped at run time: its fields need not render.
+    if let Some(when) = &task.when
+        && matches!(t.eval_bool(&what("when"), when, ctx), Ok(false))
+    {
+        return;
+    }
     let mut field = |name: &str, text: &Option<String>, mode: Mode| {
         if let Some(text) = text
             && let Err(e) = t.render(&what(name), text, mode, ctx)

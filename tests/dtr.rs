@@ -76,6 +76,9 @@ impl Cluster {
                 r#"[defaults]
 connection = "local"
 
+[settings]
+lock_dir = "{lock}"
+
 [vars]
 dtr_org = "docker"
 dtr_repo = "dtr"
@@ -108,7 +111,8 @@ hosts = [{}]
 hosts = []
 "#,
                 names.join(", "),
-                cache_names.join(", ")
+                cache_names.join(", "),
+                lock = project.path("lock").display(),
             ),
         );
         let c = Cluster {
@@ -321,7 +325,7 @@ fn upgrades_three_replicas_through_2_6_one_at_a_time_after_a_dry_run() {
     );
     assert_eq!(
         run.recap("dtr-2"),
-        "ok=1 changed=2 failed=0 skipped=0 unreachable=0"
+        "ok=1 changed=2 failed=0 skipped=0 unreachable=0 cached=0"
     );
 
     let again = c.run(&["upgrade.toml"]);
@@ -332,7 +336,7 @@ fn upgrades_three_replicas_through_2_6_one_at_a_time_after_a_dry_run() {
     );
     assert_eq!(
         again.recap("dtr-1"),
-        "ok=3 changed=0 failed=0 skipped=0 unreachable=0"
+        "ok=3 changed=0 failed=0 skipped=0 unreachable=0 cached=0"
     );
     c.assert_no_secret();
 }
@@ -454,7 +458,7 @@ fn joins_replicas_one_to_three_idempotently() {
     again.code(0);
     assert_eq!(
         again.recap("dtr-2"),
-        "ok=1 changed=0 failed=0 skipped=0 unreachable=0"
+        "ok=1 changed=0 failed=0 skipped=0 unreachable=0 cached=0"
     );
     c.assert_no_secret();
 }

@@ -1,4 +1,11 @@
 //! capstan's integration tests: one binary (see `autotests = false` in Cargo.toml).
 
+mod audit;
+mod check_cache;
+mod ci_files;
 mod dtr;
+mod lock;
+mod reports;
+mod run;
 mod support;
+mod transport;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use minijinja::value::Value;
 
 use super::script::{Become, Script, ScriptOptions, Step, StepOutput, Verdict};
+use super::segment::cacheable;
 use super::{DEFAULT_COMMAND_TIMEOUT, Shared};
+use crate::cache::{CacheEntry, HostCache, HostIdentity, now_secs, task_key};
 use crate::context::host_context;
 use crate::inventory::Host;
 use crate::playbook::{Action, Play, Task};
@@ -30,6 +32,9 @@ pub(crate) struct HostState<'a> {
     pub unreachable: bool,
     /// The last task's result, for `until` without `register`.
     last_result: Option<Value>,
+    /// Who the host is, for cache keys.
+    identity: HostIdentity,
+    cache: HostCache,
 }
 
 /// A task turned into a step for this host, with what the report needs.
@@ -39,6 +44,8 @@ struct Prepared<'t> {
     step: Step,
     shown: Option<String>,
     new_content: Option<String>,
+    /// Set when the task is recorded in the result cache once it succeeds.
+    cache_key: Option<String>,
 }
 
 impl<'a> HostState<'a> {
@@ -60,14 +67,48 @@ impl<'a> HostState<'a> {
         .map_err(|e| e.error)?;
         Ok(Self {
             host,
-            session,
             base,
             registered: BTreeMap::new(),
             unknown: BTreeSet::new(),
             failed: false,
             unreachable: false,
             last_result: None,
+            identity: HostIdentity {
+                name: host.name.clone(),
+                address: host.address.clone().unwrap_or_else(|| host.name.clone()),
+                fingerprint: session
+                    .host_key_fingerprint()
+                    .unwrap_or_else(|| "local".to_owned()),
+            },
+            cache: HostCache::default(),
+            session,
         })
+    }
+
+    /// Reads this host's result cache (a warning, if any, goes to the reporter).
+    pub async fn load_cache(&mut self, shared: &Shared<'_>) {
+        let (cache, warning) = shared.cache.load(&self.host.name, &self.session).await;
+        self.cache = cache;
+        if let Some(message) = warning {
+            shared.emit(Event::Warning {
+                host: Some(self.host.name.clone()),
+                message,
+            });
+        }
+    }
+
+    /// Records what this segment finished, so that a rerun does not repeat it.
+    async fn save_cache(&mut self, shared: &Shared<'_>) {
+        if let Err(message) = shared
+            .cache
+            .save(&self.host.name, &self.session, &mut self.cache)
+            .await
+        {
+            shared.emit(Event::Warning {
+                host: Some(self.host.name.clone()),
+                message,
+            });
+        }
     }
 
     pub fn active(&self) -> bool {
@@ -136,6 +177,7 @@ impl<'a> HostState<'a> {
         } else {
             self.run_steps(shared, play, &prepared).await
         };
+        self.save_cache(shared).await;
         let first_bad = done
             .iter()
             .find(|r| matches!(r.status, Status::Failed | Status::Unreachable))
@@ -196,16 +238,53 @@ impl<'a> HostState<'a> {
                 Err(e) => return Prep::Fail(Box::new(failed(base(), &e.message))),
             }
         }
-        match self.build_step(shared, play, task, &ctx) {
-            Ok((step, shown, new_content)) => Prep::Run(Prepared {
-                task,
+        let (step, shown, new_content) = match self.build_step(shared, play, task, &ctx) {
+            Ok(built) => built,
+            Err(e) => return Prep::Fail(Box::new(failed(base(), &e.message))),
+        };
+        let cache_key = (shared.cache.enabled() && cacheable(task)).then(|| {
+            let rendered = shown.as_deref().unwrap_or("");
+            task_key(
+                &self.identity,
+                &play.name,
                 index,
-                step,
-                shown,
-                new_content,
-            }),
-            Err(e) => Prep::Fail(Box::new(failed(base(), &e.message))),
+                &task.name,
+                task.action.kind(),
+                &[rendered],
+            )
+        });
+        if let Some(key) = &cache_key
+            && !shared.opts.no_cache
+            && let Some(hit) = self.cache.hit(key)
+        {
+            let mut r = base();
+            r.status = Status::Cached;
+            r.command = shown.as_deref().map(|c| secrets::mask(c).into_owned());
+            let when =
+                chrono::DateTime::from_timestamp(i64::try_from(hit.recorded_at).unwrap_or(0), 0)
+                    .map_or_else(String::new, |t| {
+                        t.format(" at %Y-%m-%d %H:%M:%SZ").to_string()
+                    });
+            r.note = Some(format!(
+                "done in an earlier run{when}; --no-cache runs it again"
+            ));
+            if let Some(name) = &task.register {
+                let value = hit
+                    .result
+                    .as_ref()
+                    .map_or_else(skipped_result, |j| Value::from(minijinja::value::Serde(j)));
+                self.registered.insert(name.clone(), value);
+            }
+            return Prep::Skip(Box::new(r));
         }
+        Prep::Run(Prepared {
+            task,
+            index,
+            step,
+            shown,
+            new_content,
+            cache_key,
+        })
     }
 
     /// The first registered name this task reads that check mode could not produce.
@@ -279,6 +358,7 @@ impl<'a> HostState<'a> {
                         removes: plain("removes", &task.removes)?,
                         unless,
                         escalate,
+                        read_only: task.changed_when.as_deref().map(str::trim) == Some("false"),
                     },
                     shown,
                     None,
@@ -594,6 +674,22 @@ impl<'a> HostState<'a> {
                 None => {}
             }
         }
+        if let (Some(key), false, Status::Ok | Status::Changed) = (&p.cache_key, check, r.status)
+            && matches!(out.verdict, Verdict::Ran(_))
+        {
+            self.cache.record(CacheEntry {
+                key: key.clone(),
+                host: self.host.name.clone(),
+                play: play.name.clone(),
+                task: task.name.clone(),
+                recorded_at: now_secs(),
+                changed: r.status == Status::Changed,
+                result: value
+                    .as_ref()
+                    .and_then(|v| serde_json::to_value(v).ok())
+                    .map(|j| mask_json(&j)),
+            });
+        }
         self.last_result.clone_from(&value);
         if task.no_log {
             r.command = r.command.map(|_| "(hidden by no_log)".to_owned());
@@ -689,6 +785,7 @@ fn template_diff(step: &Step, old: Option<&str>, new: Option<&str>, what: &str) 
     Some(out)
 }
 
+#[allow(clippy::large_enum_variant)] // built once per task and consumed at once
 enum Prep<'t> {
     Run(Prepared<'t>),
     Skip(Box<TaskReport>),
@@ -763,4 +860,16 @@ fn skipped_result() -> Value {
     m.insert("failed", Value::from(false));
     m.insert("skipped", Value::from(true));
     Value::from(m)
+}
+
+/// A registered result with secrets masked, before it is written to the cache.
+fn mask_json(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(s) => serde_json::Value::String(secrets::mask(s).into_owned()),
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(mask_json).collect()),
+        serde_json::Value::Object(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), mask_json(v))).collect())
+        }
+        other => other.clone(),
+    }
 }

@@ -20,6 +20,7 @@ use indexmap::IndexMap;
 use crate::inventory::{Host, Inventory, PatternError};
 use crate::playbook::Playbook;
 use crate::report::event::{Event, HostRecap};
+use crate::settings::CacheSettings;
 use crate::template::Templates;
 use crate::transport::{ConnectOptions, Session};
 use crate::vars::Vars;
@@ -39,6 +40,11 @@ pub struct RunOptions {
     pub extra_vars: Vars,
     pub connect: ConnectOptions,
     pub templates_dir: PathBuf,
+    /// Where finished work is recorded, and for how long it counts.
+    pub cache: CacheSettings,
+    /// `--no-cache`: execute everything again (results are still recorded).
+    pub no_cache: bool,
+    pub lock: crate::lock::LockOptions,
 }
 
 /// Set by the first Ctrl-C: start no new work.
@@ -67,6 +73,8 @@ pub enum RunError {
     Limit(#[source] PatternError),
     #[error("{0}")]
     HostKeys(String),
+    #[error("{0}")]
+    Lock(#[from] crate::lock::LockError),
 }
 
 /// How a run ended.
@@ -76,6 +84,11 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// A cluster task refused before changing anything (a safety rule): exit 3.
     pub refused: Option<String>,
+    /// Names of the tasks that changed, and that failed, per host (for the audit trail).
+    pub changes: BTreeMap<String, Vec<String>>,
+    pub failures: BTreeMap<String, Vec<String>>,
+    /// The audit record written when the lock was released, if the run changed something.
+    pub audit: Option<crate::audit::Record>,
 }
 
 impl RunOutcome {
@@ -95,6 +108,16 @@ impl RunOutcome {
     pub fn changed(&self) -> bool {
         self.recap.values().any(|r| r.changed > 0)
     }
+    /// Remembers a changed or failed task's name.
+    pub(crate) fn note(&mut self, r: &crate::report::event::TaskReport) {
+        use crate::report::event::Status;
+        let list = match r.status {
+            Status::Changed => &mut self.changes,
+            Status::Failed | Status::Unreachable => &mut self.failures,
+            Status::Ok | Status::Skipped | Status::Cached => return,
+        };
+        list.entry(r.host.clone()).or_default().push(r.task.clone());
+    }
 }
 
 /// What the engine shares with every play and host.
@@ -104,6 +127,7 @@ pub(crate) struct Shared<'a> {
     pub templates: Templates,
     pub events: std::sync::mpsc::Sender<Event>,
     pub interrupt: Arc<Interrupt>,
+    pub cache: crate::cache::Backend,
 }
 
 impl Shared<'_> {
@@ -129,6 +153,7 @@ pub async fn run(
         templates: Templates::new(&opts.templates_dir),
         events,
         interrupt,
+        cache: crate::cache::Backend::from_settings(&opts.cache),
     };
     let plays = resolve_plays(inventory, playbook, opts)?;
     let mut targets: Vec<&Host> = Vec::new();
@@ -150,6 +175,22 @@ pub async fn run(
         outcome.recap.insert(h.name.clone(), HostRecap::default());
     }
     let sessions = connect_all(&shared, &targets, &mut outcome).await?;
+    let lock = match crate::lock::acquire_for_run(
+        inventory,
+        playbook,
+        &sessions,
+        opts,
+        &shared.events,
+        &shared.interrupt,
+    )
+    .await
+    {
+        Ok(lock) => lock,
+        Err(e) => {
+            close_all(sessions).await;
+            return Err(e.into());
+        }
+    };
 
     for (play, hosts) in &plays {
         if shared.interrupt.is_set() {
@@ -164,16 +205,23 @@ pub async fn run(
     if outcome.interrupted {
         shared.emit(Event::Interrupted);
     }
-    for (_, session) in sessions {
-        if let Some(s) = Arc::into_inner(session) {
-            s.close().await;
-        }
+    if let Some(lock) = lock {
+        outcome.audit = lock.release(&outcome).await;
     }
+    close_all(sessions).await;
     shared.emit(Event::RunFinished {
         recap: outcome.recap.clone().into_iter().collect(),
         elapsed: started.elapsed(),
     });
     Ok(outcome)
+}
+
+async fn close_all(sessions: BTreeMap<String, Arc<Session>>) {
+    for (_, session) in sessions {
+        if let Some(s) = Arc::into_inner(session) {
+            s.close().await;
+        }
+    }
 }
 
 /// Each play's hosts: its pattern, narrowed by `--limit`.
@@ -231,6 +279,12 @@ async fn connect_all(
                     host: name.clone(),
                     elapsed,
                 });
+                for note in s.notes() {
+                    shared.emit(Event::Warning {
+                        host: Some(name.clone()),
+                        message: note.clone(),
+                    });
+                }
                 sessions.insert(name, Arc::new(s));
             }
             Err(e) if e.is_host_key_problem() => key_problems.push((name, e.to_string())),

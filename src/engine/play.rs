@@ -47,6 +47,13 @@ pub(crate) async fn run_play(
             }
         }
     }
+    if shared.cache.enabled() {
+        let forks = shared.opts.forks.max(1);
+        futures::stream::iter(states.iter_mut().map(|s| s.load_cache(shared)))
+            .buffer_unordered(forks)
+            .collect::<Vec<()>>()
+            .await;
+    }
     let selected = select_tasks(play, &shared.opts.tags, &shared.opts.skip_tags);
     let fuse = play.max_fail_percentage.is_none() && !play.any_errors_fatal;
     let segments = segment::plan(&play.tasks, &selected, fuse);
@@ -188,6 +195,7 @@ fn record(shared: &Shared<'_>, outcome: &mut RunOutcome, r: TaskReport) {
     if let Some(recap) = outcome.recap.get_mut(&r.host) {
         recap.add(r.status);
     }
+    outcome.note(&r);
     shared.emit(Event::TaskFinished(Box::new(r)));
 }
 

@@ -30,6 +30,8 @@ pub enum Step {
         removes: Option<String>,
         unless: Option<String>,
         escalate: Option<Become>,
+        /// Declared read-only (`changed_when = "false"`): runs in check mode too, as a query.
+        read_only: bool,
     },
     Template {
         dest: String,
@@ -169,6 +171,7 @@ fn command_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) {
         removes,
         unless,
         escalate,
+        read_only,
     } = step
     else {
         return;
@@ -198,7 +201,7 @@ fn command_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) {
         );
         branch = "elif";
     }
-    let run = if opts.check {
+    let run = if opts.check && !read_only {
         format!("__cs_mark {i} would-run -")
     } else {
         let (prefix, input) = match escalate {
@@ -371,6 +374,7 @@ mod tests {
             removes: None,
             unless: None,
             escalate: None,
+            read_only: false,
         }
     }
 
@@ -417,6 +421,7 @@ mod tests {
                 removes: None,
                 unless: None,
                 escalate: None,
+                read_only: false,
             },
             Step::Command {
                 command: "echo ran".into(),
@@ -424,6 +429,7 @@ mod tests {
                 removes: None,
                 unless: Some("exit 0".into()),
                 escalate: None,
+                read_only: false,
             },
         ];
         let check = Script::build(

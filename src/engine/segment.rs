@@ -27,7 +27,18 @@ fn runs_alone(task: &Task) -> bool {
 }
 
 fn ends_segment(task: &Task) -> bool {
-    task.register.is_some() || task.failed_when.is_some()
+    task.register.is_some() || task.failed_when.is_some() || cacheable(task)
+}
+
+/// Work the result cache records: a command with no guard that is not declared read-only
+/// (`changed_when = "false"`). Its query cannot tell whether it already ran, so it ends its
+/// segment, and is recorded as soon as it finishes.
+pub(crate) fn cacheable(task: &Task) -> bool {
+    matches!(task.action, crate::playbook::Action::Command(_))
+        && task.creates.is_none()
+        && task.removes.is_none()
+        && task.unless.is_none()
+        && task.changed_when.as_deref().map(str::trim) != Some("false")
 }
 
 /// Segments for the selected tasks (`selected` holds indices into `tasks`, in order).
@@ -79,6 +90,15 @@ mod tests {
         Task::new(name, Action::Command("true".into()))
     }
 
+    #[test]
+    fn an_unguarded_command_ends_its_segment() {
+        let mut t = vec![task("a"), task("b"), task("c")];
+        t[0].creates = Some("/x".into());
+        t[2].creates = Some("/y".into());
+        // b has no guard: recorded in the cache as soon as it finishes.
+        assert_eq!(ids(&plan(&t, &[0, 1, 2], true)), vec![vec![0, 1], vec![2]]);
+    }
+
     fn ids(segs: &[Segment]) -> Vec<Vec<usize>> {
         segs.iter().map(|s| s.tasks.clone()).collect()
     }
@@ -93,6 +113,9 @@ mod tests {
             task("e"),
             task("f"),
         ];
+        for x in &mut t {
+            x.creates = Some("/guard".into());
+        }
         t[1].register = Some("r".into());
         t[3].timeout = Some(std::time::Duration::from_secs(1));
         t[5].run_once = true;
@@ -107,8 +130,12 @@ mod tests {
 
     #[test]
     fn no_fusion_means_one_task_per_segment() {
-        let t = vec![task("a"), task("b")];
+        let mut t = vec![task("a"), task("b")];
+        for x in &mut t {
+            x.changed_when = Some("false".into());
+        }
         assert_eq!(ids(&plan(&t, &[0, 1], false)), vec![vec![0], vec![1]]);
+        assert_eq!(ids(&plan(&t, &[0, 1], true)), vec![vec![0, 1]]);
         assert_eq!(ids(&plan(&t, &[1], true)), vec![vec![1]]);
     }
 }

@@ -68,5 +68,5 @@ fn the_shipped_playbook_is_valid() {
         .iter()
         .map(|t| t.action.kind())
         .collect();
-    assert_eq!(kinds, ["template", "command", "command"]);
+    assert_eq!(kinds, ["command", "template", "command", "command"]);
 }

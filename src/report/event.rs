@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Outcome of one task on one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,6 +17,8 @@ pub enum Status {
     Failed,
     /// The connection to the host failed or dropped.
     Unreachable,
+    /// Done in an earlier run (the result cache): not executed again.
+    Cached,
 }
 
 impl Status {
@@ -27,6 +29,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Failed => "failed",
             Status::Unreachable => "unreachable",
+            Status::Cached => "cached",
         }
     }
 }
@@ -62,13 +65,15 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 /// Per-host counts at the end of a run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct HostRecap {
     pub ok: usize,
     pub changed: usize,
     pub failed: usize,
     pub skipped: usize,
     pub unreachable: usize,
+    pub cached: usize,
 }
 
 impl HostRecap {
@@ -79,6 +84,7 @@ impl HostRecap {
             Status::Skipped => self.skipped += 1,
             Status::Failed => self.failed += 1,
             Status::Unreachable => self.unreachable += 1,
+            Status::Cached => self.cached += 1,
         }
     }
 }
@@ -125,8 +131,47 @@ pub enum Event {
         reason: String,
     },
     Interrupted,
+    /// Something the operator should know that is not a task result.
+    Warning {
+        host: Option<String>,
+        message: String,
+    },
+    /// The cluster lock (see `crate::lock`): taken, waited for, taken over, released or lost.
+    Lock {
+        cluster: String,
+        state: LockState,
+        hosts: Vec<String>,
+        /// Who held it, how long capstan waits, what was broken: one line for a person.
+        detail: String,
+    },
     RunFinished {
         recap: Vec<(String, HostRecap)>,
         elapsed: Duration,
     },
+}
+
+/// What happened to the cluster lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockState {
+    Acquired,
+    /// Held by someone else; `--lock-wait` polls until it is free.
+    Waiting,
+    /// A stale lock was broken (`--break-stale-lock`) and taken.
+    TookOver,
+    Released,
+    /// The lock was broken by someone else while the run held it; no new work starts.
+    Lost,
+}
+
+impl LockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockState::Acquired => "acquired",
+            LockState::Waiting => "waiting",
+            LockState::TookOver => "took-over",
+            LockState::Released => "released",
+            LockState::Lost => "lost",
+        }
+    }
 }

@@ -14,9 +14,11 @@ use crate::secrets;
 /// Lines of stderr shown for a failure.
 const STDERR_TAIL: usize = 10;
 
-/// Whether to draw a live view: stdout is a terminal and neither `CI` nor `NO_COLOR` is set.
+/// Whether to draw a live view: stdin and stdout are terminals and neither `CI` nor
+/// `NO_COLOR` is set.
 pub fn live_view_wanted() -> bool {
     std::io::stdout().is_terminal()
+        && std::io::stdin().is_terminal()
         && std::env::var_os("CI").is_none()
         && std::env::var_os("NO_COLOR").is_none()
 }
@@ -179,8 +181,17 @@ impl HumanReporter {
             }
             Event::TaskFinished(report) => self.task_finished(report),
             Event::PlayStopped { reason } => self.line(&format!("PLAY STOPPED: {reason}")),
+            Event::Warning { host, message } => {
+                let who = host
+                    .as_deref()
+                    .map_or_else(String::new, |h| format!("{h} | "));
+                self.line(&format!("{who}warning: {message}"));
+            }
             Event::Interrupted => self
                 .line("interrupted: no new work was started; commands in flight were let finish"),
+            Event::Lock {
+                cluster, detail, ..
+            } => self.line(&format!("lock `{cluster}`: {detail}")),
             Event::RunFinished { recap, elapsed } => {
                 self.clear_live();
                 self.block(&self.summary(recap, *elapsed));
@@ -248,8 +259,8 @@ impl HumanReporter {
         for (host, r) in recap {
             let _ = writeln!(
                 s,
-                "  {host:<width$}  ok={:<3} changed={:<3} failed={:<3} skipped={:<3} unreachable={}",
-                r.ok, r.changed, r.failed, r.skipped, r.unreachable
+                "  {host:<width$}  ok={:<3} changed={:<3} failed={:<3} skipped={:<3} unreachable={:<3} cached={}",
+                r.ok, r.changed, r.failed, r.skipped, r.unreachable, r.cached
             );
         }
         if !self.changes.is_empty() {

@@ -88,6 +88,17 @@ pub enum TransportError {
         known_hosts: PathBuf,
         line: usize,
     },
+    #[error(
+        "host key of `{host}` ({algorithm} {fingerprint}) is REVOKED by `{}` line {line}",
+        known_hosts.display()
+    )]
+    RevokedHostKey {
+        host: String,
+        algorithm: String,
+        fingerprint: String,
+        known_hosts: PathBuf,
+        line: usize,
+    },
     #[error("authentication failed for {user}@{target} (tried: {tried})")]
     Auth {
         user: String,
@@ -105,7 +116,9 @@ impl TransportError {
     pub fn is_host_key_problem(&self) -> bool {
         matches!(
             self,
-            TransportError::UnknownHostKey { .. } | TransportError::ChangedHostKey { .. }
+            TransportError::UnknownHostKey { .. }
+                | TransportError::ChangedHostKey { .. }
+                | TransportError::RevokedHostKey { .. }
         )
     }
 }
@@ -149,6 +162,14 @@ impl Session {
         match self {
             Session::Ssh(s) => Some(s.host_key_fingerprint()),
             Session::Local(_) => None,
+        }
+    }
+
+    /// Notes about how the connection was configured (e.g. an ignored ssh_config setting).
+    pub fn notes(&self) -> &[String] {
+        match self {
+            Session::Ssh(s) => s.notes(),
+            Session::Local(_) => &[],
         }
     }
 

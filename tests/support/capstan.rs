@@ -105,3 +105,58 @@ impl Project {
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_capstan"))
 }
+
+impl Project {
+    /// Writes `inventories/local.toml`: `hosts` on this machine (`connection = "local"`),
+    /// each with `host_dir` under the project, and the cluster lock under the project too
+    /// (`remote/lock`, so the hosts' audit log is `remote/audit.jsonl`). `settings` lines are
+    /// added to `[settings]`, `vars` lines to `[vars]`.
+    pub fn local_inventory(&self, hosts: &[&str], vars: &str, settings: &str) -> PathBuf {
+        let root = self.dir.path().display();
+        let mut text = format!(
+            "[defaults]\nconnection = \"local\"\n\n[vars]\nhost_dir = \"{root}/hosts\"\n{vars}\n\n\
+             [settings]\nlock_dir = \"{root}/remote/lock\"\n{settings}\n"
+        );
+        for h in hosts {
+            text.push_str(&format!("\n[hosts.{h}]\n"));
+        }
+        self.file("inventories/local.toml", &text)
+    }
+
+    /// Starts `capstan ARGS` in the project directory (with `CI=1`) without waiting for it.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(binary())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("CI", "1")
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("capstan starts")
+    }
+}
+
+/// Waits for a spawned capstan and collects what it printed.
+pub fn finish(child: std::process::Child) -> Outcome {
+    let out = child.wait_with_output().expect("capstan ends");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds, failing after `secs` seconds.
+#[track_caller]
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

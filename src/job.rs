@@ -1,0 +1,187 @@
+//! One run of the engine: loaded inputs, resolved options, the async runtime, Ctrl-C, and
+//! the reporter thread. `run`, `apply` and the promotion gate all go through here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::diag::Diagnostics;
+use crate::engine::{self, Interrupt, RunOptions, RunOutcome};
+use crate::error::Error;
+use crate::inventory::Inventory;
+use crate::playbook::Playbook;
+use crate::report::event::{Event, TaskReport};
+use crate::report::fanout::{Fanout, ReportFiles};
+use crate::report::human::HumanReporter;
+use crate::transport::ConnectOptions;
+use crate::{extra_vars, settings, validate};
+
+/// What the command line says about a run, before anything is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct JobSpec {
+    pub playbook: PathBuf,
+    pub inventory: PathBuf,
+    pub limit: Option<String>,
+    pub extra_vars: Vec<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub templates: Option<PathBuf>,
+    pub forks: usize,
+    pub check: bool,
+    pub diff: bool,
+    pub no_cache: bool,
+    pub connect: ConnectOptions,
+    pub lock: crate::lock::LockOptions,
+}
+
+/// Loaded, checked inputs and options, ready to run.
+pub struct Job {
+    pub spec: JobSpec,
+    pub inventory: Inventory,
+    pub playbook: Playbook,
+    pub opts: RunOptions,
+}
+
+/// How a run ended, and every task result it reported.
+pub struct Finished {
+    pub outcome: RunOutcome,
+    pub reports: Vec<TaskReport>,
+}
+
+impl Job {
+    /// Loads and validates everything offline; nothing is contacted.
+    pub fn load(spec: JobSpec) -> Result<Job, Error> {
+        let inventory = Inventory::load(&spec.inventory)?;
+        let playbook = Playbook::load(&spec.playbook)?;
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::Internal(format!("current directory: {e}")))?;
+        let extra = extra_vars::parse(&spec.extra_vars, &cwd)?;
+        let templates = templates_dir(spec.templates.as_ref(), &spec.playbook);
+        let problems = validate::check_playbook(
+            &inventory,
+            &playbook,
+            &extra,
+            spec.limit.as_deref(),
+            &templates,
+        );
+        if !problems.is_empty() {
+            return Err(problems.into());
+        }
+        let cache =
+            settings::CacheSettings::from_inventory(&inventory).map_err(Diagnostics::from)?;
+        let opts = RunOptions {
+            forks: spec.forks.max(1),
+            check: spec.check,
+            diff: spec.diff,
+            limit: spec.limit.clone(),
+            tags: spec.tags.clone(),
+            skip_tags: spec.skip_tags.clone(),
+            extra_vars: extra,
+            connect: spec.connect.clone(),
+            templates_dir: templates,
+            cache,
+            no_cache: spec.no_cache,
+            lock: spec.lock.clone(),
+        };
+        Ok(Job {
+            spec,
+            inventory,
+            playbook,
+            opts,
+        })
+    }
+
+    /// Runs the engine; events go to `reporter` when given (else nowhere). Task results are
+    /// collected either way.
+    pub fn execute(&self, reporter: Option<HumanReporter>) -> Result<Finished, Error> {
+        let reporters = Fanout::new(reporter, false, ReportFiles::default());
+        self.execute_with(reporters).0
+    }
+
+    /// Runs the engine with every reporter the command line asked for, and gives them back
+    /// (unless their thread died) so that the caller can finish them with the exit code.
+    pub fn execute_with(&self, reporters: Fanout) -> (Result<Finished, Error>, Option<Fanout>) {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let e = Error::Internal(format!("cannot start the async runtime: {e}"));
+                return (Err(e), Some(reporters));
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Event>();
+        let printer = std::thread::spawn(move || {
+            let mut reporters = reporters;
+            let mut reports = Vec::new();
+            for event in rx {
+                reporters.handle(&event);
+                if let Event::TaskFinished(report) = event {
+                    reports.push(*report);
+                }
+            }
+            (reports, reporters)
+        });
+        let result = self.block_on(&runtime, tx);
+        let (reports, reporters) = match printer.join() {
+            Ok((reports, reporters)) => (reports, Some(reporters)),
+            Err(_) => {
+                let e = Error::Internal("the reporter thread panicked".into());
+                return (Err(e), None);
+            }
+        };
+        runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+        let result = match result {
+            Ok(outcome) => Ok(Finished { outcome, reports }),
+            Err(engine::RunError::HostKeys(msg)) => Err(Error::HostKeys(msg)),
+            Err(e) => Err(Error::Refused(e.to_string())),
+        };
+        (result, reporters)
+    }
+
+    /// Runs the engine on `runtime`, with Ctrl-C handling; events go to `tx`.
+    fn block_on(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        tx: std::sync::mpsc::Sender<Event>,
+    ) -> Result<RunOutcome, engine::RunError> {
+        let interrupt = Arc::new(Interrupt::default());
+        runtime.block_on(async {
+            let flag = Arc::clone(&interrupt);
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    flag.trigger();
+                    // A second Ctrl-C aborts at once.
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("\naborted");
+                        std::process::exit(130);
+                    }
+                }
+            });
+            engine::run(
+                &self.inventory,
+                &self.playbook,
+                &self.opts,
+                tx,
+                Arc::clone(&interrupt),
+            )
+            .await
+        })
+    }
+}
+
+/// The templates directory: `--templates` when given; else `templates/` beside the playbook;
+/// else `templates/` beside the playbook's directory (the repository layout `playbooks/` +
+/// `templates/`).
+pub fn templates_dir(flag: Option<&PathBuf>, playbook: &Path) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.clone();
+    }
+    let dir = playbook.parent().unwrap_or_else(|| Path::new(""));
+    let beside = dir.join("templates");
+    if beside.is_dir() {
+        return beside;
+    }
+    let above = dir.join("..").join("templates");
+    if above.is_dir() { above } else { beside }
+}

@@ -1,0 +1,269 @@
+//! Saved plans: what a `--check` run found would change, with the queried state each
+//! decision rests on and digests of every input, so that `capstan apply plan.json` carries
+//! out exactly what a reviewer approved — or refuses, naming what drifted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::report::event::{Status, TaskReport};
+
+pub const PLAN_FORMAT: u32 = 1;
+
+/// A plan file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SavedPlan {
+    pub format: u32,
+    pub created: String,
+    pub playbook: PathBuf,
+    pub inventory: PathBuf,
+    /// sha256 of the inventory, the playbook and each template file, by path.
+    pub digests: BTreeMap<String, String>,
+    pub options: PlanOptions,
+    /// Per host, every task the check run decided on, in order.
+    pub hosts: BTreeMap<String, Vec<PlannedTask>>,
+}
+
+/// The run options a plan was made with; `apply` uses the same.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PlanOptions {
+    pub limit: Option<String>,
+    pub extra_vars: Vec<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub templates: PathBuf,
+}
+
+/// One task's decision on one host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlannedTask {
+    pub task_index: usize,
+    pub task: String,
+    /// `ok`, `changed` (would change), `skipped`, `failed`, `unreachable`, `cached`.
+    pub status: String,
+    pub note: Option<String>,
+    /// The command that would run (secrets masked).
+    pub command: Option<String>,
+    pub diff: Option<String>,
+    /// Digest of the queried state: status, note, command, diff and query output.
+    pub state: String,
+}
+
+impl PlannedTask {
+    pub fn from_report(r: &TaskReport) -> Self {
+        let mut h = Sha256::new();
+        for part in [
+            r.status.as_str(),
+            r.note.as_deref().unwrap_or(""),
+            r.command.as_deref().unwrap_or(""),
+            r.diff.as_deref().unwrap_or(""),
+            &r.stdout,
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        Self {
+            task_index: r.task_index,
+            task: r.task.clone(),
+            status: r.status.as_str().to_owned(),
+            note: r.note.clone(),
+            command: r.command.clone(),
+            diff: r.diff.clone(),
+            state: hex::encode(h.finalize()),
+        }
+    }
+
+    fn would_change(&self) -> bool {
+        self.status == Status::Changed.as_str()
+    }
+}
+
+/// Per-host decisions from a check run's reports.
+pub fn decisions(reports: &[TaskReport]) -> BTreeMap<String, Vec<PlannedTask>> {
+    let mut hosts: BTreeMap<String, Vec<PlannedTask>> = BTreeMap::new();
+    for r in reports {
+        hosts
+            .entry(r.host.clone())
+            .or_default()
+            .push(PlannedTask::from_report(r));
+    }
+    hosts
+}
+
+/// sha256 of a file's bytes, or a note that it could not be read.
+pub fn file_digest(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
+        Err(e) => format!("unreadable: {e}"),
+    }
+}
+
+/// Digests of the inventory, the playbook and every file in the templates directory.
+pub fn input_digests(
+    inventory: &Path,
+    playbook: &Path,
+    templates: &Path,
+) -> BTreeMap<String, String> {
+    let mut d = BTreeMap::new();
+    d.insert(inventory.display().to_string(), file_digest(inventory));
+    d.insert(playbook.display().to_string(), file_digest(playbook));
+    let mut stack = vec![templates.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                d.insert(p.display().to_string(), file_digest(&p));
+            }
+        }
+    }
+    d
+}
+
+/// Input files whose content differs from the plan's digests (or appeared, or went away).
+pub fn changed_inputs(
+    saved: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, digest) in saved {
+        match now.get(path) {
+            Some(d) if d == digest => {}
+            Some(_) => out.push(format!("`{path}` changed since the plan was made")),
+            None => out.push(format!("`{path}` is gone")),
+        }
+    }
+    for path in now.keys().filter(|p| !saved.contains_key(*p)) {
+        out.push(format!("`{path}` is new since the plan was made"));
+    }
+    out
+}
+
+/// Where the hosts' queried state now differs from the plan, one line per difference.
+pub fn drift(
+    planned: &BTreeMap<String, Vec<PlannedTask>>,
+    now: &BTreeMap<String, Vec<PlannedTask>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let hosts: std::collections::BTreeSet<&String> = planned.keys().chain(now.keys()).collect();
+    for host in hosts {
+        let empty = Vec::new();
+        let before = planned.get(host).unwrap_or(&empty);
+        let after = now.get(host).unwrap_or(&empty);
+        if planned.get(host).is_none() {
+            out.push(format!("host {host}: not in the plan"));
+            continue;
+        }
+        if now.get(host).is_none() {
+            out.push(format!("host {host}: in the plan but not targeted now"));
+            continue;
+        }
+        for b in before {
+            match after.iter().find(|a| a.task_index == b.task_index) {
+                None => out.push(format!(
+                    "host {host}: task \"{}\" was planned ({}) but is not reached now",
+                    b.task, b.status
+                )),
+                Some(a) if a.state != b.state => out.push(format!(
+                    "host {host}: task \"{}\": the plan said {}{}, the host now says {}{}",
+                    b.task,
+                    describe(b),
+                    b.note
+                        .as_deref()
+                        .map_or_else(String::new, |n| format!(" ({n})")),
+                    describe(a),
+                    a.note
+                        .as_deref()
+                        .map_or_else(String::new, |n| format!(" ({n})")),
+                )),
+                Some(_) => {}
+            }
+        }
+        for a in after
+            .iter()
+            .filter(|a| !before.iter().any(|b| b.task_index == a.task_index))
+        {
+            out.push(format!(
+                "host {host}: task \"{}\" is not in the plan ({})",
+                a.task, a.status
+            ));
+        }
+    }
+    out
+}
+
+fn describe(t: &PlannedTask) -> &str {
+    if t.would_change() {
+        "would change"
+    } else {
+        &t.status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(i: usize, status: &str, note: &str) -> PlannedTask {
+        PlannedTask {
+            task_index: i,
+            task: format!("t{i}"),
+            status: status.into(),
+            note: Some(note.into()),
+            command: None,
+            diff: None,
+            state: format!("{status}{note}"),
+        }
+    }
+
+    #[test]
+    fn drift_names_host_task_and_both_sides() {
+        let mut a = BTreeMap::new();
+        a.insert(
+            "h1".to_owned(),
+            vec![task(0, "changed", "would run"), task(1, "ok", "same")],
+        );
+        let mut b = a.clone();
+        assert!(drift(&a, &b).is_empty());
+        b.insert(
+            "h1".to_owned(),
+            vec![task(0, "ok", "creates: /x exists"), task(1, "ok", "same")],
+        );
+        let d = drift(&a, &b);
+        assert_eq!(
+            d,
+            [
+                "host h1: task \"t0\": the plan said would change (would run), the host now says ok (creates: /x exists)"
+            ]
+        );
+        b.insert("h2".to_owned(), vec![]);
+        assert!(
+            drift(&a, &b)
+                .iter()
+                .any(|l| l == "host h2: not in the plan")
+        );
+    }
+
+    #[test]
+    fn changed_inputs_are_named() {
+        let mut saved = BTreeMap::new();
+        saved.insert("a".to_owned(), "1".to_owned());
+        saved.insert("b".to_owned(), "2".to_owned());
+        let mut now = saved.clone();
+        now.insert("b".to_owned(), "3".to_owned());
+        now.insert("c".to_owned(), "4".to_owned());
+        assert_eq!(
+            changed_inputs(&saved, &now),
+            [
+                "`b` changed since the plan was made",
+                "`c` is new since the plan was made"
+            ]
+        );
+    }
+}
