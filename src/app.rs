@@ -100,21 +100,7 @@ fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
         require_converged(&spec, staging, args.verbose, json)?;
     }
     let job = Job::load(spec)?;
-    let (result, reporters) = job.execute_with(reporters(&args.reports, args.verbose));
-    let done = match result {
-        Ok(done) => done,
-        Err(e) => {
-            finish_reports(reporters, &job, e.exit_code(), Some(e.to_string()))?;
-            return Err(e);
-        }
-    };
-    record_audit(&job, &done);
-    if !args.check {
-        let record = LastRun::from_outcome(&args.playbook, &args.inventory, &done.outcome);
-        if let Err(e) = last_run::save(&record) {
-            eprintln!("warning: cannot record this run for --retry-failed: {e}");
-        }
-    }
+    let (done, reporters) = execute_reported(&job, &args.reports, args.verbose)?;
     if let Some(path) = &args.plan_out
         && let Err(e) = write_plan(&job, &done, path, json)
     {
@@ -127,6 +113,31 @@ fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
     }
     finish_reports(reporters, &job, code, None)?;
     Ok(code)
+}
+
+/// Runs `job` with its reporters; records the audit trail and (unless in check mode) the
+/// per-host outcome for `--retry-failed`. On an error the reports are finished with it.
+fn execute_reported(
+    job: &Job,
+    args: &ReportArgs,
+    verbose: bool,
+) -> Result<(Finished, Option<Fanout>), Error> {
+    let (result, reporters) = job.execute_with(reporters(args, verbose));
+    let done = match result {
+        Ok(done) => done,
+        Err(e) => {
+            finish_reports(reporters, job, e.exit_code(), Some(e.to_string()))?;
+            return Err(e);
+        }
+    };
+    record_audit(job, &done);
+    if !job.spec.check {
+        let record = LastRun::from_outcome(&job.spec.playbook, &job.spec.inventory, &done.outcome);
+        if let Err(e) = last_run::save(&record) {
+            eprintln!("warning: cannot record this run for --retry-failed: {e}");
+        }
+    }
+    Ok((done, reporters))
 }
 
 /// Human output unless `--output json`; JSON lines with it; the summary behind `--report`
@@ -382,19 +393,7 @@ fn apply_plan(args: &ApplyArgs) -> Result<i32, Error> {
         diff: false,
         ..spec
     })?;
-    let (result, reporters) = job.execute_with(reporters(&args.reports, args.verbose));
-    let done = match result {
-        Ok(done) => done,
-        Err(e) => {
-            finish_reports(reporters, &job, e.exit_code(), Some(e.to_string()))?;
-            return Err(e);
-        }
-    };
-    record_audit(&job, &done);
-    let record = LastRun::from_outcome(&saved.playbook, &saved.inventory, &done.outcome);
-    if let Err(e) = last_run::save(&record) {
-        eprintln!("warning: cannot record this run for --retry-failed: {e}");
-    }
+    let (done, reporters) = execute_reported(&job, &args.reports, args.verbose)?;
     let code = done.outcome.exit_code();
     finish_reports(reporters, &job, code, None)?;
     Ok(code)
