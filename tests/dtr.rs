@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::capstan::{Outcome, Project};
+use crate::support::fleet::Fleet;
 
 const UCP_PASSWORD: &str = "Ucp-S3cret-pw-7731";
 const API_TOKEN: &str = "Tok-S3cret-4420-dtr";
@@ -25,58 +26,10 @@ fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-impl Cluster {
-    /// `nodes` hosts in group `dtr`, `extra` appended to the inventory's `[vars]`.
-    fn new(nodes: usize, extra: &str) -> Cluster {
-        Cluster::build(nodes, 0, extra)
-    }
-
-    /// As [`Cluster::new`], plus `caches` hosts `cache-1`… in group `dtr-cache`, a child of
-    /// `dtr` as in the shipped inventories.
-    fn build(nodes: usize, caches: usize, extra: &str) -> Cluster {
-        let project = Project::new();
-        let sim = project.path("sim");
-        std::fs::create_dir_all(&sim).expect("sim dir");
-        for name in ["preflight", "upgrade", "join", "remove", "scale"] {
-            let text = std::fs::read_to_string(repo(&format!("playbooks/{name}.toml")))
-                .expect("shipped playbook");
-            project.file(&format!("{name}.toml"), &text);
-        }
-        for entry in std::fs::read_dir(repo("templates")).expect("templates") {
-            let path = entry.expect("entry").path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if name.starts_with("dtr-") {
-                let text = std::fs::read_to_string(&path).expect("template");
-                project.file(&format!("templates/{name}"), &text);
-            }
-        }
-        let mut hosts = String::new();
-        let mut names = Vec::new();
-        let mut cache_names = Vec::new();
-        let all = (1..=nodes)
-            .map(|n| format!("dtr-{n}"))
-            .chain((1..=caches).map(|n| format!("cache-{n}")));
-        for name in all {
-            hosts.push_str(&format!(
-                "[hosts.{name}]\nvars = {{ dtr_env = {{ NODE_NAME = \"{name}\", DTR_SIM_DIR = \"{}\" }} }}\n\n",
-                sim.display()
-            ));
-            if name.starts_with("cache-") {
-                cache_names.push(format!("\"{name}\""));
-            } else {
-                names.push(format!("\"{name}\""));
-            }
-        }
-        project.file(
-            "inventory.toml",
-            &format!(
-                r#"[defaults]
-connection = "local"
-
-[settings]
+/// `[settings]` and the `[vars]` every test inventory shares (more `[vars]` lines may follow).
+fn common_vars(project: &Project) -> String {
+    format!(
+        r#"[settings]
 lock_dir = "{lock}"
 
 [vars]
@@ -98,23 +51,102 @@ dtr_migration_timeout = "10s"
 ucp_version_command = "docker dtr-sim ucp-version"
 content_trust_command = "docker dtr-sim content-trust"
 backup_time_command = "cat \"$DTR_SIM_DIR/backup.time\""
-{extra}
-
-{hosts}[groups.dtr]
-hosts = [{}]
-children = ["dtr-cache"]
-
-[groups.dtr-cache]
-hosts = [{}]
-
-[groups.ucp]
-hosts = []
 "#,
-                names.join(", "),
-                cache_names.join(", "),
-                lock = project.path("lock").display(),
-            ),
+        lock = project.path("lock").display(),
+    )
+}
+
+/// Groups `dtr` (with the child `dtr-cache`, as in the shipped inventories) and `ucp`.
+fn groups(dtr: &[String], caches: &[String]) -> String {
+    let list = |names: &[String]| {
+        let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+        quoted.join(", ")
+    };
+    format!(
+        "\n[groups.dtr]\nhosts = [{}]\nchildren = [\"dtr-cache\"]\n\n[groups.dtr-cache]\nhosts = \
+         [{}]\n\n[groups.ucp]\nhosts = []\n",
+        list(dtr),
+        list(caches)
+    )
+}
+
+impl Cluster {
+    /// `nodes` hosts in group `dtr`, `extra` appended to the inventory's `[vars]`.
+    fn new(nodes: usize, extra: &str) -> Cluster {
+        Cluster::build(nodes, 0, extra)
+    }
+
+    /// As [`Cluster::new`], plus `caches` hosts `cache-1`… in group `dtr-cache`, a child of
+    /// `dtr` as in the shipped inventories.
+    fn build(nodes: usize, caches: usize, extra: &str) -> Cluster {
+        let project = Project::new();
+        let sim = project.path("sim");
+        let mut hosts = String::new();
+        let mut names = Vec::new();
+        let mut cache_names = Vec::new();
+        let all = (1..=nodes)
+            .map(|n| format!("dtr-{n}"))
+            .chain((1..=caches).map(|n| format!("cache-{n}")));
+        for name in all {
+            hosts.push_str(&format!(
+                "[hosts.{name}]\nvars = {{ dtr_env = {{ NODE_NAME = \"{name}\", DTR_SIM_DIR = \"{}\" }} }}\n\n",
+                sim.display()
+            ));
+            if name.starts_with("cache-") {
+                cache_names.push(name);
+            } else {
+                names.push(name);
+            }
+        }
+        let inventory = format!(
+            "[defaults]\nconnection = \"local\"\n\n{}\n{extra}\n\n{hosts}{}",
+            common_vars(&project),
+            groups(&names, &cache_names)
         );
+        Cluster::finish(project, sim, &inventory)
+    }
+
+    /// A cluster on real sshd hosts `host1`… of `fleet` (`$NODE_NAME` is the host's name);
+    /// every host runs the simulator from `PATH` against one shared state directory.
+    fn over_ssh(fleet: &Fleet) -> Cluster {
+        let project = Project::new();
+        let sim = project.path("sim");
+        let path = format!(
+            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            repo("tests/sim").display()
+        );
+        let names: Vec<String> = fleet.hosts().iter().map(|h| h.name.clone()).collect();
+        let inventory = format!(
+            "{}\n{}\ndtr_env = {{ DTR_SIM_DIR = \"{}\", PATH = \"{path}\" }}\n\n{}",
+            fleet.inventory_toml(),
+            common_vars(&project),
+            sim.display(),
+            groups(&names, &[])
+        );
+        Cluster::finish(project, sim, &inventory)
+    }
+
+    /// The shipped playbooks and command templates beside `inventory`, and the simulator's
+    /// secrets and a recent backup.
+    fn finish(project: Project, sim: PathBuf, inventory: &str) -> Cluster {
+        std::fs::create_dir_all(&sim).expect("sim dir");
+        for name in ["preflight", "upgrade", "join", "remove", "scale"] {
+            let text = std::fs::read_to_string(repo(&format!("playbooks/{name}.toml")))
+                .expect("shipped playbook");
+            project.file(&format!("{name}.toml"), &text);
+        }
+        for entry in std::fs::read_dir(repo("templates")).expect("templates") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with("dtr-") {
+                let text = std::fs::read_to_string(&path).expect("template");
+                project.file(&format!("templates/{name}"), &text);
+            }
+        }
+        project.file("inventory.toml", inventory);
         let c = Cluster {
             project,
             sim,
@@ -848,4 +880,49 @@ fn cache_nodes_follow_the_replicas_and_the_vulnerability_database_is_refreshed()
         shipped.line("cache-1", "DTR pre-flight checks"),
         "skipped (when: false)"
     );
+}
+
+#[test]
+fn upgrades_over_ssh_with_the_password_only_on_stdin() {
+    let mut fleet = Fleet::start(3);
+    let logs: Vec<PathBuf> = (0..3).map(|i| fleet.record_commands(i)).collect();
+    let c = Cluster::over_ssh(&fleet);
+    c.init("2.5.3", &["aaa@host1", "bbb@host2", "ccc@host3"]);
+    c.knob("fail.migration", "3");
+
+    let dry = c.run(&["upgrade.toml", "--check", "--diff"]);
+    dry.code(0);
+    assert_eq!(
+        count(&dry.stdout, "    version: 2.5.3 -> 2.6.8 -> 2.7.2\n"),
+        3,
+        "{}",
+        dry.stdout
+    );
+
+    let run = c.run(&["upgrade.toml"]);
+    run.code(0);
+    assert_eq!(
+        c.status(),
+        "aaa host1 2.7.2 true\nbbb host2 2.7.2 true\nccc host3 2.7.2 true\n"
+    );
+    assert!(
+        run.stdout
+            .contains("metadatastoremigration job done (attempt 4)"),
+        "{}",
+        run.stdout
+    );
+    // What sshd was asked to run: the upgrade reads the password from a file written from
+    // stdin, and no command text holds a secret.
+    let sent: String = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+        .collect();
+    assert!(
+        sent.contains("--env-file \"$CAPSTAN_SECRET_FILE\" docker/dtr:2.6.8 upgrade"),
+        "{sent}"
+    );
+    for secret in [UCP_PASSWORD, API_TOKEN] {
+        assert!(!sent.contains(secret), "a secret was sent in a command");
+    }
+    c.assert_no_secret();
 }
