@@ -372,8 +372,8 @@ fn a_dropped_connection_marks_the_host_unreachable_and_the_run_goes_on() {
 hosts = "all"
 [[plays.tasks]]
 name = "drop"
-# On host2, kill the sshd process serving this connection (the shell's grandparent).
-command = "if [ \"$NODE_NAME\" = host2 ]; then kill -9 $(ps -o ppid= -p $PPID); sleep 5; fi"
+# On host2, kill the sshd process serving this connection (the login shell's parent).
+command = "if [ \"$NODE_NAME\" = host2 ]; then kill -9 $PPID; sleep 5; fi"
 changed_when = "false"
 [[plays.tasks]]
 name = "after"

@@ -8,8 +8,8 @@
 //! dropped connection). The script stops after the first step whose command fails, so a
 //! failed task is never followed by the next one on that host.
 //!
-//! A command runs as `$SHELL -c COMMAND` (the login shell, as `ssh host COMMAND` would), in
-//! the background with `wait`, so that a TERM sent on timeout reaches the script's trap
+//! A command is evaluated by the login shell that runs the script (as `ssh host COMMAND`
+//! would), in a subshell in the background with `wait`, so that a TERM sent on timeout reaches the script's trap
 //! at once and is passed on to the whole process group.
 
 use std::fmt::Write as _;
@@ -196,7 +196,7 @@ fn command_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) {
     if let Some(cmd) = unless {
         let _ = writeln!(
             text,
-            "{branch} \"$__cs_sh\" -c {} >/dev/null 2>&1 </dev/null; then __cs_mark {i} ok unless",
+            "{branch} ( eval {} ) >/dev/null 2>&1 </dev/null; then __cs_mark {i} ok unless",
             q(cmd)
         );
         branch = "elif";
@@ -204,14 +204,18 @@ fn command_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) {
     let run = if opts.check && !read_only {
         format!("__cs_mark {i} would-run -")
     } else {
-        let (prefix, input) = match escalate {
-            Some(b) if b.with_password => (format!("{} ", b.prefix()), " <&3"),
-            Some(b) => (format!("{} ", b.prefix()), ""),
-            None => (String::new(), ""),
+        // Without `become`, the login shell running this script evaluates the command in a
+        // subshell: the same shell `ssh host COMMAND` would use, for the cost of a fork. A
+        // syntax error in the command ends only that subshell.
+        let runner = match escalate {
+            Some(b) if b.with_password => {
+                format!("{} \"$__cs_sh\" -c {} <&3", b.prefix(), q(command))
+            }
+            Some(b) => format!("{} \"$__cs_sh\" -c {}", b.prefix(), q(command)),
+            None => format!("( eval {} )", q(command)),
         };
         format!(
-            "{prefix}\"$__cs_sh\" -c {}{input} & wait $!; __cs_rc=$?; __cs_mark {i} ran $__cs_rc; [ $__cs_rc -eq 0 ] || exit 0",
-            q(command)
+            "{runner} & wait $!; __cs_rc=$?; __cs_mark {i} ran $__cs_rc; [ $__cs_rc -eq 0 ] || exit 0"
         )
     };
     if branch == "if" {
@@ -395,6 +399,22 @@ mod tests {
         assert_eq!(r[1].stdout, b"no newline");
         assert_eq!(r[2].verdict, Verdict::Ran(0));
         assert!(r[2].stdout.is_empty());
+    }
+
+    #[test]
+    fn a_syntax_error_fails_only_its_own_step() {
+        let s = Script::build(
+            &[cmd("echo ok"), cmd("if then fi ("), cmd("echo never")],
+            ScriptOptions::default(),
+        );
+        let r = run(&s);
+        assert_eq!(r[0].verdict, Verdict::Ran(0));
+        assert!(
+            matches!(r[1].verdict, Verdict::Ran(rc) if rc != 0),
+            "{:?}",
+            r[1].verdict
+        );
+        assert_eq!(r[2].verdict, Verdict::Interrupted);
     }
 
     #[test]
