@@ -90,6 +90,8 @@ impl Project {
         let mut cmd = Command::new(binary());
         cmd.args(args).current_dir(self.dir.path()).env("CI", "1");
         cmd.env_remove("SSH_AUTH_SOCK");
+        // Local-connection hosts keep their lock in this project, not in the real home.
+        cmd.env("CAPSTAN_LOCK_DIR", self.path(".host-lock"));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -130,6 +132,7 @@ impl Project {
             .current_dir(self.dir.path())
             .env("CI", "1")
             .env_remove("SSH_AUTH_SOCK")
+            .env("CAPSTAN_LOCK_DIR", self.path(".host-lock"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
