@@ -98,6 +98,9 @@ impl Templates {
     }
 
     /// Renders an inline template (a task field). `what` names it in errors.
+    ///
+    /// In [`Mode::Shell`] the result never holds a NUL byte, wherever it came from: a value,
+    /// a `raw` value, or the text itself (TOML's `"\u0000"`). A shell cannot receive one.
     pub fn render(
         &self,
         what: &str,
@@ -105,16 +108,22 @@ impl Templates {
         mode: Mode,
         ctx: &Value,
     ) -> Result<String, TemplateError> {
-        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
-            return Ok(source.to_owned());
-        }
-        let name = match mode {
-            Mode::Shell => format!("{what}{SHELL_SUFFIX}"),
-            Mode::Plain => what.to_owned(),
+        let rendered = if !source.contains("{{") && !source.contains("{%") && !source.contains("{#")
+        {
+            source.to_owned()
+        } else {
+            let name = match mode {
+                Mode::Shell => format!("{what}{SHELL_SUFFIX}"),
+                Mode::Plain => what.to_owned(),
+            };
+            self.env
+                .render_named_str(&name, source, ctx.clone())
+                .map_err(|e| convert(what, source, &e, &self.undefined_in(source, false, ctx)))?
         };
-        self.env
-            .render_named_str(&name, source, ctx.clone())
-            .map_err(|e| convert(what, source, &e, &self.undefined_in(source, false, ctx)))
+        if mode == Mode::Shell && rendered.contains('\0') {
+            return Err(nul_error(what, source));
+        }
+        Ok(rendered)
     }
 
     /// Reads (once) and renders a template file relative to the templates directory.
@@ -292,6 +301,21 @@ fn find_identifier(text: &str, name: &str) -> Option<usize> {
     })
 }
 
+/// A rendered field holds a NUL byte: located at the first one in the text when it is
+/// there, else it came from a value.
+fn nul_error(what: &str, source: &str) -> TemplateError {
+    let line = source
+        .find('\0')
+        .map(|at| source[..at].matches('\n').count() + 1);
+    let at = line.map_or_else(String::new, |l| format!(" line {l}"));
+    TemplateError {
+        template: what.to_owned(),
+        line,
+        variable: None,
+        message: format!("{what}{at}: contains a NUL byte, which cannot be passed to a shell"),
+    }
+}
+
 /// Why a value cannot be put on a shell command line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuoteError {
@@ -425,6 +449,34 @@ mod tests {
             .render("cmd", "echo {{ v }}", Mode::Shell, &ctx(&[("v", "a\0b")]))
             .expect_err("NUL must be refused");
         assert!(err.message.contains("NUL"), "{}", err.message);
+    }
+
+    #[test]
+    fn nul_in_the_command_text_or_a_raw_value_is_rejected() {
+        let t = Templates::new(".");
+        let err = t
+            .render("cmd", "echo a\nb\0c", Mode::Shell, &ctx(&[]))
+            .expect_err("a NUL in the text must be refused");
+        assert_eq!(
+            err.message,
+            "cmd line 2: contains a NUL byte, which cannot be passed to a shell"
+        );
+        let err = t
+            .render(
+                "cmd",
+                "echo {{ v | raw }}",
+                Mode::Shell,
+                &ctx(&[("v", "a\0b")]),
+            )
+            .expect_err("a raw NUL must be refused");
+        assert!(err.message.contains("NUL"), "{}", err.message);
+        assert_eq!(
+            t.render("p", "a\0b", Mode::Plain, &ctx(&[]))
+                .ok()
+                .as_deref(),
+            Some("a\0b"),
+            "plain text is not for a shell"
+        );
     }
 
     #[test]

@@ -632,6 +632,29 @@ fn a_nul_byte_is_refused_with_its_location() {
         !p.path("out/marker").exists(),
         "no task may run before the refusal"
     );
+
+    // In the command text itself (a TOML escape), or through `raw`: found by fuzzing, this
+    // used to pass `validate` and run a different command.
+    p.file(
+        "literal.toml",
+        "[[plays]]\nhosts = \"all\"\n\
+         [[plays.tasks]]\nname = \"marker\"\ncommand = \"touch {{ host_dir }}/marker\"\n\
+         [[plays.tasks]]\nname = \"literal\"\ncommand = \"printf 'a\\u0000b'\"\n\
+         [[plays.tasks]]\nname = \"raw\"\nunless = \"test {{ nul | raw }}\"\ncommand = \"true\"\n",
+    );
+    for command in ["validate", "run"] {
+        let out = p.run(&[command, "literal.toml", "-i", "inventory.toml"]);
+        out.code(3);
+        assert_contains(
+            &out.stderr,
+            "error: `command` of task \"literal\" line 1: contains a NUL byte, which cannot be passed to a shell (for host local)\n  --> literal.toml:8:11",
+        );
+        assert_contains(
+            &out.stderr,
+            "error: `unless` of task \"raw\": contains a NUL byte, which cannot be passed to a shell (for host local)\n  --> literal.toml:11:10",
+        );
+    }
+    assert!(!p.path("out/marker").exists());
 }
 
 // ---------------------------------------------------------------------------------------
