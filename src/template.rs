@@ -23,6 +23,9 @@ pub enum Mode {
     Shell,
     /// Values are written as they are.
     Plain,
+    /// Values are written as they are, into a path (`creates`, a template's `dest`): the
+    /// result must not hold a NUL byte, which no path can.
+    Path,
 }
 
 /// A template that failed to render, located inside the template text.
@@ -99,8 +102,8 @@ impl Templates {
 
     /// Renders an inline template (a task field). `what` names it in errors.
     ///
-    /// In [`Mode::Shell`] the result never holds a NUL byte, wherever it came from: a value,
-    /// a `raw` value, or the text itself (TOML's `"\u0000"`). A shell cannot receive one.
+    /// In [`Mode::Shell`] and [`Mode::Path`] the result never holds a NUL byte, wherever it
+    /// came from: a value, a `raw` value, or the text itself (TOML's `"\u0000"`).
     pub fn render(
         &self,
         what: &str,
@@ -114,25 +117,38 @@ impl Templates {
         } else {
             let name = match mode {
                 Mode::Shell => format!("{what}{SHELL_SUFFIX}"),
-                Mode::Plain => what.to_owned(),
+                Mode::Plain | Mode::Path => what.to_owned(),
             };
             self.env
                 .render_named_str(&name, source, ctx.clone())
                 .map_err(|e| convert(what, source, &e, &self.undefined_in(source, false, ctx)))?
         };
-        if mode == Mode::Shell && rendered.contains('\0') {
-            return Err(nul_error(what, source));
+        if mode != Mode::Plain && rendered.contains('\0') {
+            return Err(nul_error(what, source, mode));
         }
         Ok(rendered)
     }
 
-    /// Reads (once) and renders a template file relative to the templates directory.
+    /// Reads (once) and renders a template file relative to the templates directory. The
+    /// result is text: a NUL byte in it is refused.
     pub fn render_file(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
         let path = self.dir.join(src);
         let source = self.file_source(&path, src)?;
-        self.env
+        let content = self
+            .env
             .render_named_str(src, &source, ctx.clone())
-            .map_err(|e| convert(src, &source, &e, &self.undefined_in(&source, false, ctx)))
+            .map_err(|e| convert(src, &source, &e, &self.undefined_in(&source, false, ctx)))?;
+        if content.contains('\0') {
+            return Err(TemplateError {
+                template: src.to_owned(),
+                line: None,
+                variable: None,
+                message: format!(
+                    "{src}: rendered template contains a NUL byte; only text files are supported"
+                ),
+            });
+        }
+        Ok(content)
     }
 
     /// The text of a template file, cached for the run.
@@ -303,7 +319,7 @@ fn find_identifier(text: &str, name: &str) -> Option<usize> {
 
 /// A rendered field holds a NUL byte: located at the first one in the text when it is
 /// there, else it came from a value.
-fn nul_error(what: &str, source: &str) -> TemplateError {
+fn nul_error(what: &str, source: &str, mode: Mode) -> TemplateError {
     let line = source
         .find('\0')
         .map(|at| source[..at].matches('\n').count() + 1);
@@ -312,7 +328,10 @@ fn nul_error(what: &str, source: &str) -> TemplateError {
         template: what.to_owned(),
         line,
         variable: None,
-        message: format!("{what}{at}: contains a NUL byte, which cannot be passed to a shell"),
+        message: match mode {
+            Mode::Path => format!("{what}{at}: contains a NUL byte, which no path can hold"),
+            _ => format!("{what}{at}: contains a NUL byte, which cannot be passed to a shell"),
+        },
     }
 }
 

@@ -655,6 +655,30 @@ fn a_nul_byte_is_refused_with_its_location() {
         );
     }
     assert!(!p.path("out/marker").exists());
+
+    // In a path (`creates` used to become `''`, so the command always ran) or in the text a
+    // template file renders to.
+    p.file(
+        "paths.toml",
+        "[[plays]]\nhosts = \"all\"\n\
+         [[plays.tasks]]\nname = \"marker\"\ncommand = \"touch {{ host_dir }}/marker\"\n\
+         [[plays.tasks]]\nname = \"guarded\"\ncommand = \"true\"\ncreates = \"{{ host_dir }}/{{ nul }}\"\n\
+         [[plays.tasks]]\nname = \"file\"\ntemplate = { src = \"nul.j2\", dest = \"{{ host_dir }}/f\" }\n",
+    );
+    p.file("templates/nul.j2", "x={{ nul }}\n");
+    for command in ["validate", "run"] {
+        let out = p.run(&[command, "paths.toml", "-i", "inventory.toml"]);
+        out.code(3);
+        assert_contains(
+            &out.stderr,
+            "error: `creates` of task \"guarded\": contains a NUL byte, which no path can hold (for host local)\n  --> paths.toml:9:11",
+        );
+        assert_contains(
+            &out.stderr,
+            "error: nul.j2: rendered template contains a NUL byte; only text files are supported (for host local)\n  --> paths.toml:12:20",
+        );
+    }
+    assert!(!p.path("out/marker").exists());
 }
 
 // ---------------------------------------------------------------------------------------
