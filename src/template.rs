@@ -23,6 +23,9 @@ pub enum Mode {
     Shell,
     /// Values are written as they are.
     Plain,
+    /// Values are written as they are, into a path (`creates`, a template's `dest`): the
+    /// result must not hold a NUL byte, which no path can.
+    Path,
 }
 
 /// A template that failed to render, located inside the template text.
@@ -98,6 +101,9 @@ impl Templates {
     }
 
     /// Renders an inline template (a task field). `what` names it in errors.
+    ///
+    /// In [`Mode::Shell`] and [`Mode::Path`] the result never holds a NUL byte, wherever it
+    /// came from: a value, a `raw` value, or the text itself (TOML's `"\u0000"`).
     pub fn render(
         &self,
         what: &str,
@@ -105,25 +111,44 @@ impl Templates {
         mode: Mode,
         ctx: &Value,
     ) -> Result<String, TemplateError> {
-        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
-            return Ok(source.to_owned());
-        }
-        let name = match mode {
-            Mode::Shell => format!("{what}{SHELL_SUFFIX}"),
-            Mode::Plain => what.to_owned(),
+        let rendered = if !source.contains("{{") && !source.contains("{%") && !source.contains("{#")
+        {
+            source.to_owned()
+        } else {
+            let name = match mode {
+                Mode::Shell => format!("{what}{SHELL_SUFFIX}"),
+                Mode::Plain | Mode::Path => what.to_owned(),
+            };
+            self.env
+                .render_named_str(&name, source, ctx.clone())
+                .map_err(|e| convert(what, source, &e, &self.undefined_in(source, false, ctx)))?
         };
-        self.env
-            .render_named_str(&name, source, ctx.clone())
-            .map_err(|e| convert(what, source, &e))
+        if mode != Mode::Plain && rendered.contains('\0') {
+            return Err(nul_error(what, source, mode));
+        }
+        Ok(rendered)
     }
 
-    /// Reads (once) and renders a template file relative to the templates directory.
+    /// Reads (once) and renders a template file relative to the templates directory. The
+    /// result is text: a NUL byte in it is refused.
     pub fn render_file(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
         let path = self.dir.join(src);
         let source = self.file_source(&path, src)?;
-        self.env
+        let content = self
+            .env
             .render_named_str(src, &source, ctx.clone())
-            .map_err(|e| convert(src, &source, &e))
+            .map_err(|e| convert(src, &source, &e, &self.undefined_in(&source, false, ctx)))?;
+        if content.contains('\0') {
+            return Err(TemplateError {
+                template: src.to_owned(),
+                line: None,
+                variable: None,
+                message: format!(
+                    "{src}: rendered template contains a NUL byte; only text files are supported"
+                ),
+            });
+        }
+        Ok(content)
     }
 
     /// The text of a template file, cached for the run.
@@ -156,16 +181,22 @@ impl Templates {
         let compiled = self
             .env
             .compile_expression(inner)
-            .map_err(|e| convert(what, inner, &e))?;
+            .map_err(|e| convert(what, inner, &e, &[]))?;
         let value = compiled
             .eval(ctx.clone())
-            .map_err(|e| convert(what, inner, &e))?;
+            .map_err(|e| convert(what, inner, &e, &self.undefined_in(inner, true, ctx)))?;
         if value.is_undefined() {
+            // `a and b` can itself be undefined: name the variable, not the expression.
+            let variable = self
+                .undefined_in(inner, true, ctx)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| inner.trim().to_owned());
             return Err(TemplateError {
                 template: what.to_owned(),
                 line: Some(1),
-                variable: Some(inner.trim().to_owned()),
-                message: format!("{what}: undefined variable `{}`", inner.trim()),
+                message: format!("{what}: undefined variable `{variable}`"),
+                variable: Some(variable),
             });
         }
         Ok(value.is_true())
@@ -177,7 +208,7 @@ impl Templates {
         self.env
             .compile_expression(inner)
             .map(|_| ())
-            .map_err(|e| convert(what, inner, &e))
+            .map_err(|e| convert(what, inner, &e, &[]))
     }
 
     /// Top-level variable names an inline template or expression reads.
@@ -196,6 +227,15 @@ impl Templates {
         names.sort();
         names
     }
+
+    /// Top-level variables `source` reads that `ctx` does not define, for naming the one an
+    /// error is about.
+    fn undefined_in(&self, source: &str, expression: bool, ctx: &Value) -> Vec<String> {
+        self.variables_of(source, expression)
+            .into_iter()
+            .filter(|name| ctx.get_attr(name).map_or(true, |v| v.is_undefined()))
+            .collect()
+    }
 }
 
 fn strip_braces(expr: &str) -> &str {
@@ -206,16 +246,11 @@ fn strip_braces(expr: &str) -> &str {
 }
 
 /// Turns a minijinja error into one that names the template, line and variable.
-fn convert(what: &str, source: &str, e: &minijinja::Error) -> TemplateError {
+/// `undefined` lists the top-level variables the template reads that are not defined.
+fn convert(what: &str, source: &str, e: &minijinja::Error, undefined: &[String]) -> TemplateError {
     let line = e.line();
-    let snippet = e
-        .range()
-        .and_then(|r| source.get(r))
-        .map(|s| s.trim().to_owned());
     if e.kind() == ErrorKind::UndefinedError {
-        let variable = snippet
-            .as_deref()
-            .map(|s| s.split(['|', ' ', '(']).next().unwrap_or(s).to_owned());
+        let variable = undefined_variable(source, e, undefined);
         let at = line.map_or_else(String::new, |l| format!(" line {l}"));
         let message = match &variable {
             Some(v) if !v.is_empty() => format!("{what}{at}: undefined variable `{v}`"),
@@ -237,6 +272,66 @@ fn convert(what: &str, source: &str, e: &minijinja::Error) -> TemplateError {
         line,
         variable: None,
         message: format!("{what}{at}: {detail}"),
+    }
+}
+
+/// The variable an undefined-variable error is about. minijinja's error range may cover
+/// the variable itself (`a`, `a.b`) or only the expression around it (a filter, `~`, an
+/// `if`), so the name is taken from the range only when it is one of the undefined
+/// variables; otherwise the first undefined variable in the range, its line, or the text.
+fn undefined_variable(source: &str, e: &minijinja::Error, undefined: &[String]) -> Option<String> {
+    let snippet = e.range().and_then(|r| source.get(r)).map(str::trim);
+    let leading = snippet.map(|s| s.split(['|', ' ', '(']).next().unwrap_or(s));
+    if let Some(lead) = leading {
+        let root = lead.split(['.', '[']).next().unwrap_or(lead);
+        if undefined.iter().any(|u| u == root) {
+            return Some(lead.to_owned());
+        }
+    }
+    let line_text = e
+        .line()
+        .and_then(|l| source.lines().nth(l.saturating_sub(1)));
+    for region in [snippet, line_text, Some(source)].into_iter().flatten() {
+        let first = undefined
+            .iter()
+            .filter_map(|name| find_identifier(region, name).map(|at| (at, name)))
+            .min();
+        if let Some((_, name)) = first {
+            return Some(name.clone());
+        }
+    }
+    // No top-level variable is undefined: an attribute of a defined value, as written.
+    leading
+        .filter(|l| l.contains(['.', '[']))
+        .map(str::to_owned)
+}
+
+/// Byte offset of `name` in `text` as a whole identifier (not part of a longer name or an
+/// attribute).
+fn find_identifier(text: &str, name: &str) -> Option<usize> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(name).map(|(i, _)| i).find(|&i| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + name.len()..].chars().next();
+        !before.is_some_and(|c| ident(c) || c == '.') && !after.is_some_and(ident)
+    })
+}
+
+/// A rendered field holds a NUL byte: located at the first one in the text when it is
+/// there, else it came from a value.
+fn nul_error(what: &str, source: &str, mode: Mode) -> TemplateError {
+    let line = source
+        .find('\0')
+        .map(|at| source[..at].matches('\n').count() + 1);
+    let at = line.map_or_else(String::new, |l| format!(" line {l}"));
+    TemplateError {
+        template: what.to_owned(),
+        line,
+        variable: None,
+        message: match mode {
+            Mode::Path => format!("{what}{at}: contains a NUL byte, which no path can hold"),
+            _ => format!("{what}{at}: contains a NUL byte, which cannot be passed to a shell"),
+        },
     }
 }
 
@@ -376,6 +471,34 @@ mod tests {
     }
 
     #[test]
+    fn nul_in_the_command_text_or_a_raw_value_is_rejected() {
+        let t = Templates::new(".");
+        let err = t
+            .render("cmd", "echo a\nb\0c", Mode::Shell, &ctx(&[]))
+            .expect_err("a NUL in the text must be refused");
+        assert_eq!(
+            err.message,
+            "cmd line 2: contains a NUL byte, which cannot be passed to a shell"
+        );
+        let err = t
+            .render(
+                "cmd",
+                "echo {{ v | raw }}",
+                Mode::Shell,
+                &ctx(&[("v", "a\0b")]),
+            )
+            .expect_err("a raw NUL must be refused");
+        assert!(err.message.contains("NUL"), "{}", err.message);
+        assert_eq!(
+            t.render("p", "a\0b", Mode::Plain, &ctx(&[]))
+                .ok()
+                .as_deref(),
+            Some("a\0b"),
+            "plain text is not for a shell"
+        );
+    }
+
+    #[test]
     fn plain_mode_does_not_quote() {
         let t = Templates::new(".");
         let s = t
@@ -414,6 +537,36 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn undefined_variable_is_named_inside_filters_operators_and_conditions() {
+        let t = Templates::new(".");
+        let c = ctx(&[("dir", "/srv"), ("d", "x")]);
+        for (source, variable) in [
+            ("{{ gone | upper }}", "gone"),
+            ("{{ dir ~ gone }}", "gone"),
+            ("{{ dir | replace(gone, 'x') }}", "gone"),
+            ("{{ 'a' if gone else 'b' }}", "gone"),
+            ("{% if gone %}x{% endif %}", "gone"),
+            ("{{ gone.path | trim }}", "gone.path"),
+            ("line 1\n{{ dir }} {{ dir ~ gone_too }}", "gone_too"),
+        ] {
+            let err = t
+                .render("f", source, Mode::Shell, &c)
+                .expect_err("undefined must fail");
+            assert_eq!(err.variable.as_deref(), Some(variable), "{source}: {err}");
+            assert!(
+                err.message
+                    .ends_with(&format!("undefined variable `{variable}`")),
+                "{source}: {}",
+                err.message
+            );
+        }
+        let err = t
+            .eval_bool("when", "dir == '/srv' and gone", &c)
+            .expect_err("undefined must fail");
+        assert!(err.message.contains("`gone`"), "{}", err.message);
     }
 
     #[test]

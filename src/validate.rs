@@ -148,14 +148,14 @@ fn check_task(
             found.for_host(pb.task_diagnostic(task, name, e.message), host);
         }
     };
-    field("creates", &task.creates, Mode::Plain);
-    field("removes", &task.removes, Mode::Plain);
+    field("creates", &task.creates, Mode::Path);
+    field("removes", &task.removes, Mode::Path);
     field("unless", &task.unless, Mode::Shell);
     match &task.action {
         Action::Command(cmd) => field("command", &Some(cmd.clone()), Mode::Shell),
         Action::Template(spec) => {
-            field("template.dest", &Some(spec.dest.clone()), Mode::Plain);
-            match t.render(&what("template.src"), &spec.src, Mode::Plain, ctx) {
+            field("template.dest", &Some(spec.dest.clone()), Mode::Path);
+            match t.render(&what("template.src"), &spec.src, Mode::Path, ctx) {
                 Ok(src) => {
                     if let Err(e) = t.render_file(&src, ctx) {
                         found.for_host(template_file_problem(t, pb, task, &src, &e), host);

@@ -6,6 +6,7 @@ mod ci_files;
 mod dtr;
 mod lock;
 mod reports;
+mod foundation;
 mod run;
 mod support;
 mod transport;

@@ -339,7 +339,7 @@ impl<'a> HostState<'a> {
         };
         let plain = |field: &str, v: &Option<String>| -> Result<Option<String>, TemplateError> {
             v.as_ref()
-                .map(|s| t.render(&what(field), s, Mode::Plain, ctx))
+                .map(|s| t.render(&what(field), s, Mode::Path, ctx))
                 .transpose()
         };
         match &task.action {
@@ -365,19 +365,9 @@ impl<'a> HostState<'a> {
                 ))
             }
             Action::Template(spec) => {
-                let src = t.render(&what("template.src"), &spec.src, Mode::Plain, ctx)?;
-                let dest = t.render(&what("template.dest"), &spec.dest, Mode::Plain, ctx)?;
+                let src = t.render(&what("template.src"), &spec.src, Mode::Path, ctx)?;
+                let dest = t.render(&what("template.dest"), &spec.dest, Mode::Path, ctx)?;
                 let content = t.render_file(&src, ctx)?;
-                if content.contains('\0') {
-                    return Err(TemplateError {
-                        template: src,
-                        line: None,
-                        variable: None,
-                        message:
-                            "rendered template contains a NUL byte; only text files are supported"
-                                .into(),
-                    });
-                }
                 Ok((
                     Step::Template {
                         dest: dest.clone(),

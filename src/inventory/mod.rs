@@ -142,4 +142,13 @@ impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory, Diagnostics> {
         parse::load(path, &input::process_env)
     }
+
+    /// Checks inventory text `source` as if read from `path`: [`Inventory::load`] without
+    /// the read. Relative secret and identity files still start from `path`'s directory.
+    ///
+    /// # Errors
+    /// As [`Inventory::load`].
+    pub fn parse(path: &Path, source: &str) -> Result<Inventory, Diagnostics> {
+        parse::parse(path, source, &input::process_env)
+    }
 }
