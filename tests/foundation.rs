@@ -152,22 +152,20 @@ fn malformed_playbooks_are_refused_by_validate() {
 
 #[test]
 fn the_shipped_local_inventory_and_playbook_validate() {
-    // The shipped template lives in `templates/` at the root, not beside the playbook.
+    // The shipped template lives in `templates/` beside `playbooks/`: found without a flag.
     let out = in_repo(
         &[
             "validate",
             "-i",
             "inventories/local.toml",
             "playbooks/site.toml",
-            "--templates",
-            "templates",
         ],
         &[],
     );
     out.code(0);
     assert_contains(
         &out.stdout,
-        "ok: 1 playbook(s), 3 task(s), 1 host(s) checked",
+        "ok: 1 playbook(s), 4 task(s), 1 host(s) checked",
     );
 }
 
