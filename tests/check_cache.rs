@@ -6,25 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::capstan::{Outcome, Project, binary};
+use crate::support::capstan::binary;
 use crate::support::fleet::Fleet;
 
-fn project(fleet: &Fleet, settings: &str, playbook: &str) -> Project {
-    let p = Project::new();
-    p.file(
-        "inventory.toml",
-        &format!("{}\n{settings}", fleet.inventory_toml()),
-    );
-    p.file("site.toml", playbook);
-    p
-}
-
-fn run(p: &Project, fleet: &Fleet, extra: &[&str]) -> Outcome {
-    let config = fleet.ssh_config().to_string_lossy().into_owned();
-    let mut args = vec!["run", "site.toml", "-i", "inventory.toml", "-F", &config];
-    args.extend_from_slice(extra);
-    p.run(&args)
-}
+use crate::support::fleet::{project, run_site as run};
 
 /// Every file under `dir` with its bytes and mode.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {

@@ -2,26 +2,10 @@
 
 use std::path::Path;
 
-use crate::support::capstan::{Outcome, Project};
+use crate::support::capstan::Project;
 use crate::support::fleet::{Fleet, keygen, pub_of};
 
-/// A project with the fleet's inventory (plus `extra` TOML) and `playbook`.
-fn project(fleet: &Fleet, extra_inventory: &str, playbook: &str) -> Project {
-    let p = Project::new();
-    p.file(
-        "inventory.toml",
-        &format!("{}\n{extra_inventory}", fleet.inventory_toml()),
-    );
-    p.file("site.toml", playbook);
-    p
-}
-
-fn run(p: &Project, fleet: &Fleet, extra: &[&str]) -> Outcome {
-    let config = fleet.ssh_config().to_string_lossy().into_owned();
-    let mut args = vec!["run", "site.toml", "-i", "inventory.toml", "-F", &config];
-    args.extend_from_slice(extra);
-    p.run(&args)
-}
+use crate::support::fleet::{project, run_site as run};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

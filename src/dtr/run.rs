@@ -322,22 +322,7 @@ fn task_flag_hint(why: &str) -> String {
 }
 
 fn new_report(play: &Play, task: &Task, index: usize, host: &str, check: bool) -> TaskReport {
-    TaskReport {
-        host: host.to_owned(),
-        play: play.name.clone(),
-        task: task.name.clone(),
-        task_index: index,
-        kind: task.action.kind(),
-        status: Status::Ok,
-        check_mode: check,
-        note: None,
-        command: None,
-        exit: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        diff: None,
-        duration: std::time::Duration::ZERO,
-    }
+    TaskReport::new(host, play, task, index, check)
 }
 
 fn finish_report(mut r: TaskReport, no_log: bool) -> TaskReport {

@@ -784,22 +784,7 @@ enum Prep<'t> {
 
 /// A fresh report for `task` on `host`, to be filled in.
 fn report(play: &Play, task: &Task, index: usize, host: &str, check: bool) -> TaskReport {
-    TaskReport {
-        host: host.to_owned(),
-        play: play.name.clone(),
-        task: task.name.clone(),
-        task_index: index,
-        kind: task.action.kind(),
-        status: Status::Ok,
-        check_mode: check,
-        note: None,
-        command: None,
-        exit: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        diff: None,
-        duration: Duration::ZERO,
-    }
+    TaskReport::new(host, play, task, index, check)
 }
 
 fn failed(mut r: TaskReport, why: &str) -> TaskReport {

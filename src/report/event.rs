@@ -60,6 +60,34 @@ pub struct TaskReport {
     pub duration: Duration,
 }
 
+impl TaskReport {
+    /// A report for `task` (index `task_index` of `play`) on `host`, to be filled in.
+    pub fn new(
+        host: &str,
+        play: &crate::playbook::Play,
+        task: &crate::playbook::Task,
+        task_index: usize,
+        check_mode: bool,
+    ) -> Self {
+        Self {
+            host: host.to_owned(),
+            play: play.name.clone(),
+            task: task.name.clone(),
+            task_index,
+            kind: task.action.kind(),
+            status: Status::Ok,
+            check_mode,
+            note: None,
+            command: None,
+            exit: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            diff: None,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }

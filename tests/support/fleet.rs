@@ -493,3 +493,31 @@ pub fn run(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A scratch project whose `inventory.toml` is the fleet's (plus `extra_inventory` TOML) and
+/// whose `site.toml` is `playbook`.
+pub fn project(
+    fleet: &Fleet,
+    extra_inventory: &str,
+    playbook: &str,
+) -> crate::support::capstan::Project {
+    let p = crate::support::capstan::Project::new();
+    p.file(
+        "inventory.toml",
+        &format!("{}\n{extra_inventory}", fleet.inventory_toml()),
+    );
+    p.file("site.toml", playbook);
+    p
+}
+
+/// `capstan run site.toml -i inventory.toml -F <fleet ssh_config> EXTRA...` in `p`.
+pub fn run_site(
+    p: &crate::support::capstan::Project,
+    fleet: &Fleet,
+    extra: &[&str],
+) -> crate::support::capstan::Outcome {
+    let config = fleet.ssh_config().to_string_lossy().into_owned();
+    let mut args = vec!["run", "site.toml", "-i", "inventory.toml", "-F", &config];
+    args.extend_from_slice(extra);
+    p.run(&args)
+}
