@@ -6,6 +6,7 @@ use std::path::Path;
 use clap::Parser;
 
 use crate::cache::{Backend, LocalStore};
+use crate::cli::DEFAULT_DIFF_CONTEXT;
 use crate::cli::{
     ApplyArgs, AuditArgs, CacheAction, CacheArgs, Cli, Command, InventoryArgs, LockArgs,
     OutputFormat, ReportArgs, RunArgs, RunLockArgs, RunOutput, SshArgs, UpgradePathArgs,
@@ -85,6 +86,7 @@ fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
         forks: args.forks as usize,
         check: args.check,
         diff: args.diff || args.plan_out.is_some(),
+        diff_context: args.diff_context,
         no_cache: args.no_cache,
         connect: connect_options(&args.ssh),
         lock: lock_options(&args.lock),
@@ -374,6 +376,7 @@ fn apply_plan(args: &ApplyArgs) -> Result<i32, Error> {
         forks: args.forks as usize,
         check: true,
         diff: true,
+        diff_context: DEFAULT_DIFF_CONTEXT,
         no_cache: false,
         connect: connect_options(&args.ssh),
         lock: lock_options(&args.lock),

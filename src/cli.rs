@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+/// Lines of context around each change in `--diff` unless `--diff-context` says otherwise.
+pub const DEFAULT_DIFF_CONTEXT: usize = 3;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "capstan",
@@ -86,6 +89,9 @@ pub struct RunArgs {
     /// Show before → after for files and the commands that run
     #[arg(short = 'D', long)]
     pub diff: bool,
+    /// Lines of context around each change in --diff
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DIFF_CONTEXT)]
+    pub diff_context: usize,
     /// Hosts worked on in parallel
     #[arg(short = 'f', long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub forks: u32,

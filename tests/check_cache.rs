@@ -422,3 +422,26 @@ fn apply_carries_out_the_plan_or_refuses_on_drift() {
     applied.code(0);
     assert!(fleet.host(1).state_dir.join("marker").exists());
 }
+
+#[test]
+fn diff_context_lines_are_configurable() {
+    let fleet = Fleet::start(1);
+    let p = project(
+        &fleet,
+        "",
+        "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\nname = \"config\"\ntemplate = { src = \"t.j2\", dest = \"{{ host_dir }}/t.conf\" }\n",
+    );
+    let old: String = (1..=9).map(|i| format!("line {i}\n")).collect();
+    p.file("templates/t.j2", &old.replace("line 5\n", "line five\n"));
+    std::fs::write(fleet.host(0).state_dir.join("t.conf"), &old).expect("write");
+    let one = run(&p, &fleet, &["--check", "--diff", "--diff-context", "1"]);
+    one.code(0);
+    assert!(one.stdout.contains("@@ -4,3 +4,3 @@"), "{}", one.stdout);
+    assert!(!one.stdout.contains(" line 3"), "{}", one.stdout);
+    let default = run(&p, &fleet, &["--check", "--diff"]);
+    assert!(
+        default.stdout.contains("@@ -2,7 +2,7 @@"),
+        "{}",
+        default.stdout
+    );
+}

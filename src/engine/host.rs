@@ -615,6 +615,7 @@ impl<'a> HostState<'a> {
                 r.note = Some(format!("{verb}: {}", describe_change(what)));
                 if shared.opts.diff {
                     r.diff = template_diff(
+                        shared.opts.diff_context,
                         &p.step,
                         out.has_old_content.then_some(stdout.as_str()),
                         p.new_content.as_deref(),
@@ -736,7 +737,13 @@ fn describe_change(what: &str) -> String {
 }
 
 /// A unified diff of a template's destination, before → after.
-fn template_diff(step: &Step, old: Option<&str>, new: Option<&str>, what: &str) -> Option<String> {
+fn template_diff(
+    context: usize,
+    step: &Step,
+    old: Option<&str>,
+    new: Option<&str>,
+    what: &str,
+) -> Option<String> {
     let Step::Template { dest, mode, .. } = step else {
         return None;
     };
@@ -745,7 +752,7 @@ fn template_diff(step: &Step, old: Option<&str>, new: Option<&str>, what: &str) 
         let diff = similar::TextDiff::from_lines("", new);
         return Some(
             diff.unified_diff()
-                .context_radius(3)
+                .context_radius(context)
                 .header("/dev/null", &format!("{dest} (new file)"))
                 .to_string(),
         );
@@ -762,7 +769,7 @@ fn template_diff(step: &Step, old: Option<&str>, new: Option<&str>, what: &str) 
             Some(old) => out.push_str(
                 &similar::TextDiff::from_lines(old, new)
                     .unified_diff()
-                    .context_radius(3)
+                    .context_radius(context)
                     .header(&format!("{dest} (before)"), &format!("{dest} (after)"))
                     .to_string(),
             ),

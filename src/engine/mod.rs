@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub forks: usize,
     pub check: bool,
     pub diff: bool,
+    /// Lines of context around each change in `--diff`.
+    pub diff_context: usize,
     pub limit: Option<String>,
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
