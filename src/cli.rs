@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a playbook against an inventory
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check inventory and playbooks offline: syntax, keys, hosts, templates, variables
     Validate(ValidateArgs),
     /// Show the inventory: hosts with merged variables, or the group tree
