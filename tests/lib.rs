@@ -6,6 +6,7 @@ mod ci_files;
 mod dtr;
 mod foundation;
 mod lock;
+mod pipeline;
 mod reports;
 mod run;
 mod support;
