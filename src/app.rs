@@ -5,12 +5,10 @@ use std::path::Path;
 
 use clap::Parser;
 
-use crate::cache::{Backend, LocalStore};
 use crate::cli::DEFAULT_DIFF_CONTEXT;
 use crate::cli::{
-    ApplyArgs, AuditArgs, CacheAction, CacheArgs, Cli, Command, InventoryArgs, LockArgs,
-    OutputFormat, ReportArgs, RunArgs, RunLockArgs, RunOutput, SshArgs, UpgradePathArgs,
-    ValidateArgs,
+    ApplyArgs, AuditArgs, Cli, Command, InventoryArgs, LockArgs, OutputFormat, ReportArgs, RunArgs,
+    RunLockArgs, RunOutput, SshArgs, UpgradePathArgs, ValidateArgs,
 };
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
@@ -22,8 +20,8 @@ use crate::report::event::Status;
 use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::{HumanReporter, live_view_wanted};
 use crate::report::summary::RunInfo;
-use crate::transport::{ConnectOptions, Session};
-use crate::{extra_vars, secrets, settings, validate};
+use crate::transport::ConnectOptions;
+use crate::{extra_vars, secrets, validate};
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
@@ -55,7 +53,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Inventory(args) => show_inventory(&args),
         Command::UpgradePath(args) => upgrade_path(&args),
         Command::Apply(args) => apply_plan(&args),
-        Command::Cache(args) => cache_command(&args),
+        Command::Cache(args) => crate::cache_command::run(&args),
         Command::Lock(args) => lock_command(&args),
         Command::Audit(args) => audit_command(&args),
     }
@@ -66,7 +64,7 @@ fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::env::var_os("CI").is_none()
 }
 
-fn connect_options(ssh: &SshArgs) -> ConnectOptions {
+pub(crate) fn connect_options(ssh: &SshArgs) -> ConnectOptions {
     ConnectOptions {
         ssh_config: ssh.ssh_config.clone(),
         accept_new_host_keys: ssh.accept_new_host_keys,
@@ -497,125 +495,4 @@ fn upgrade_path(args: &UpgradePathArgs) -> Result<i32, Error> {
     print!("{out}");
     eprint!("{err}");
     Ok(code)
-}
-
-/// `capstan cache show|clear`: the local store's files, or each host's remote store.
-fn cache_command(args: &CacheArgs) -> Result<i32, Error> {
-    let inventory = Inventory::load(&args.inventory)?;
-    let hosts = inventory
-        .select(args.limit.as_deref().unwrap_or("all"))
-        .map_err(|e| Error::Refused(e.to_string()))?;
-    let cache = settings::CacheSettings::from_inventory(&inventory)
-        .map_err(crate::diag::Diagnostics::from)?;
-    match Backend::from_settings(&cache) {
-        Backend::Off => {
-            println!("the result cache is off for this inventory ([settings] cache = \"off\")");
-            Ok(exit::SUCCESS)
-        }
-        Backend::Local(store) => Ok(cache_local(&store, &hosts, args.action)),
-        Backend::Remote { ttl } => cache_remote(&hosts, args, ttl),
-    }
-}
-
-fn cache_local(store: &LocalStore, hosts: &[&crate::inventory::Host], action: CacheAction) -> i32 {
-    let mut code = exit::SUCCESS;
-    for h in hosts {
-        match action {
-            CacheAction::Show => {
-                let (cache, warning) = store.load(&h.name);
-                if let Some(w) = warning {
-                    eprintln!("warning: {w}");
-                }
-                print_entries(&h.name, &cache);
-            }
-            CacheAction::Clear => match store.clear(&h.name) {
-                Ok(n) => println!(
-                    "{}: cleared {n} entr{}",
-                    h.name,
-                    if n == 1 { "y" } else { "ies" }
-                ),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    code = exit::USAGE;
-                }
-            },
-        }
-    }
-    code
-}
-
-fn cache_remote(
-    hosts: &[&crate::inventory::Host],
-    args: &CacheArgs,
-    ttl: std::time::Duration,
-) -> Result<i32, Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    let opts = connect_options(&args.ssh);
-    let backend = Backend::Remote { ttl };
-    let mut code = exit::SUCCESS;
-    runtime.block_on(async {
-        for h in hosts {
-            let session = match Session::connect(h, &opts).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {}", h.name, secrets::mask(&e.to_string()));
-                    code = exit::HOSTS_FAILED;
-                    continue;
-                }
-            };
-            match args.action {
-                CacheAction::Show => {
-                    let (cache, warning) = backend.load(&h.name, &session).await;
-                    if let Some(w) = warning {
-                        eprintln!("warning: {}: {w}", h.name);
-                    }
-                    print_entries(&h.name, &cache);
-                }
-                CacheAction::Clear => {
-                    let req = crate::transport::ExecRequest {
-                        command: "rm -f \"$HOME/.capstan/cache.jsonl\"".into(),
-                        stdin: None,
-                        timeout: Some(std::time::Duration::from_secs(60)),
-                    };
-                    match session.exec(&req).await {
-                        Ok(out) if out.status.success() => println!("{}: cleared", h.name),
-                        Ok(out) => {
-                            eprintln!("{}: cannot clear the cache ({})", h.name, out.status);
-                            code = exit::HOSTS_FAILED;
-                        }
-                        Err(e) => {
-                            eprintln!("{}: {e}", h.name);
-                            code = exit::HOSTS_FAILED;
-                        }
-                    }
-                }
-            }
-            session.close().await;
-        }
-    });
-    Ok(code)
-}
-
-fn print_entries(host: &str, cache: &crate::cache::HostCache) {
-    let mut entries: Vec<_> = cache.entries().collect();
-    entries.sort_by_key(|e| e.recorded_at);
-    println!(
-        "{host}: {} entr{}",
-        entries.len(),
-        if entries.len() == 1 { "y" } else { "ies" }
-    );
-    for e in entries {
-        let when = chrono::DateTime::from_timestamp(i64::try_from(e.recorded_at).unwrap_or(0), 0)
-            .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string());
-        let what = if e.changed { "changed" } else { "ok" };
-        println!(
-            "  {when}  {}  {} / {}  ({what})",
-            &e.key[..12],
-            e.play,
-            e.task
-        );
-    }
 }

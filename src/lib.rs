@@ -6,6 +6,7 @@
 pub mod app;
 pub mod audit;
 pub mod cache;
+pub mod cache_command;
 pub mod cli;
 pub mod context;
 pub mod diag;

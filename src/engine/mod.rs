@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub(crate) mod host;
+mod outcome;
 mod play;
 pub mod script;
 mod segment;

@@ -1,0 +1,161 @@
+//! Turning what a step printed into what capstan reports and registers: result values,
+//! notes, diffs, masking.
+
+use std::collections::BTreeMap;
+
+use minijinja::value::Value;
+
+use super::script::Step;
+use crate::report::event::{Status, TaskReport};
+use crate::secrets;
+
+pub(super) fn mask_report(mut r: TaskReport) -> TaskReport {
+    r.stdout = secrets::mask(&r.stdout).into_owned();
+    r.stderr = secrets::mask(&r.stderr).into_owned();
+    r.note = r.note.map(|n| secrets::mask(&n).into_owned());
+    r.diff = r.diff.map(|d| secrets::mask(&d).into_owned());
+    r
+}
+
+pub(super) fn satisfied_note(what: &str, step: &Step) -> String {
+    match (what, step) {
+        (
+            "creates",
+            Step::Command {
+                creates: Some(p), ..
+            },
+        ) => format!("creates: {p} exists"),
+        (
+            "removes",
+            Step::Command {
+                removes: Some(p), ..
+            },
+        ) => format!("removes: {p} does not exist"),
+        ("unless", _) => "unless: the check command succeeded".to_owned(),
+        ("same", _) => "up to date".to_owned(),
+        (other, _) => other.to_owned(),
+    }
+}
+
+pub(super) fn describe_change(what: &str) -> String {
+    match what {
+        "new" => "new file".to_owned(),
+        "content" => "content".to_owned(),
+        "mode" => "mode".to_owned(),
+        other => other.replace(',', " and "),
+    }
+}
+
+/// A unified diff of a template's destination, before → after.
+pub(super) fn template_diff(
+    context: usize,
+    step: &Step,
+    old: Option<&str>,
+    new: Option<&str>,
+    what: &str,
+) -> Option<String> {
+    let Step::Template { dest, mode, .. } = step else {
+        return None;
+    };
+    let new = new?;
+    if what == "new" {
+        let diff = similar::TextDiff::from_lines("", new);
+        return Some(
+            diff.unified_diff()
+                .context_radius(context)
+                .header("/dev/null", &format!("{dest} (new file)"))
+                .to_string(),
+        );
+    }
+    let mut out = String::new();
+    if what.contains("mode") {
+        out.push_str(&format!(
+            "mode of {dest}: -> {}\n",
+            mode.as_deref().unwrap_or("?")
+        ));
+    }
+    if what.contains("content") {
+        match old {
+            Some(old) => out.push_str(
+                &similar::TextDiff::from_lines(old, new)
+                    .unified_diff()
+                    .context_radius(context)
+                    .header(&format!("{dest} (before)"), &format!("{dest} (after)"))
+                    .to_string(),
+            ),
+            None => out.push_str(&format!(
+                "{dest}: content differs (current file larger than {} KiB, not shown)\n",
+                super::script::DIFF_FETCH_LIMIT / 1024
+            )),
+        }
+    }
+    Some(out)
+}
+
+pub(super) fn failed(mut r: TaskReport, why: &str) -> TaskReport {
+    r.status = Status::Failed;
+    r.note = Some(secrets::mask(why).into_owned());
+    r
+}
+
+/// What `register` stores, as an Ansible user expects it.
+pub(super) fn result_value(
+    rc: i32,
+    stdout: &str,
+    stderr: &str,
+    changed: bool,
+    failed: bool,
+) -> Value {
+    let out = stdout.strip_suffix('\n').unwrap_or(stdout);
+    let err = stderr.strip_suffix('\n').unwrap_or(stderr);
+    let mut m = BTreeMap::new();
+    m.insert("rc", Value::from(rc));
+    m.insert("stdout", Value::from(out));
+    m.insert("stderr", Value::from(err));
+    m.insert(
+        "stdout_lines",
+        Value::from(out.lines().map(Value::from).collect::<Vec<_>>()),
+    );
+    m.insert(
+        "stderr_lines",
+        Value::from(err.lines().map(Value::from).collect::<Vec<_>>()),
+    );
+    m.insert("changed", Value::from(changed));
+    m.insert("failed", Value::from(failed));
+    m.insert("skipped", Value::from(false));
+    Value::from(m)
+}
+
+pub(super) fn with_flags(v: &Value, changed: bool, failed: bool) -> Value {
+    let mut m: BTreeMap<String, Value> = BTreeMap::new();
+    if let Ok(keys) = v.try_iter() {
+        for k in keys {
+            if let Ok(val) = v.get_item(&k) {
+                m.insert(k.to_string(), val);
+            }
+        }
+    }
+    m.insert("changed".into(), Value::from(changed));
+    m.insert("failed".into(), Value::from(failed));
+    Value::from(m)
+}
+
+pub(super) fn skipped_result() -> Value {
+    let mut m = BTreeMap::new();
+    m.insert("changed", Value::from(false));
+    m.insert("failed", Value::from(false));
+    m.insert("skipped", Value::from(true));
+    Value::from(m)
+}
+
+/// A registered result with secrets masked, before it is written to the cache.
+pub(super) fn mask_json(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(s) => serde_json::Value::String(secrets::mask(s).into_owned()),
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(mask_json).collect()),
+        serde_json::Value::Object(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), mask_json(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
