@@ -5,7 +5,6 @@ use std::path::Path;
 
 use clap::Parser;
 
-use crate::cli::DEFAULT_DIFF_CONTEXT;
 use crate::cli::{
     ApplyArgs, AuditArgs, Cli, Command, InventoryArgs, LockArgs, OutputFormat, ReportArgs, RunArgs,
     RunLockArgs, RunOutput, SshArgs, UpgradePathArgs, ValidateArgs,
@@ -85,6 +84,7 @@ fn run_playbook(args: &RunArgs) -> Result<i32, Error> {
         check: args.check,
         diff: args.diff || args.plan_out.is_some(),
         diff_context: args.diff_context,
+        expect_plan: None,
         no_cache: args.no_cache,
         connect: connect_options(&args.ssh),
         lock: lock_options(&args.lock),
@@ -324,6 +324,7 @@ fn write_plan(job: &Job, done: &Finished, path: &Path, json: bool) -> Result<(),
             tags: spec.tags.clone(),
             skip_tags: spec.skip_tags.clone(),
             templates: job.opts.templates_dir.clone(),
+            diff_context: job.opts.diff_context,
         },
         hosts: plan::decisions(&done.reports),
     };
@@ -372,28 +373,17 @@ fn apply_plan(args: &ApplyArgs) -> Result<i32, Error> {
         skip_tags: saved.options.skip_tags.clone(),
         templates: Some(saved.options.templates.clone()),
         forks: args.forks as usize,
-        check: true,
-        diff: true,
-        diff_context: DEFAULT_DIFF_CONTEXT,
+        check: false,
+        diff: false,
+        diff_context: saved.options.diff_context,
+        expect_plan: Some(saved.hosts.clone()),
         no_cache: false,
         connect: connect_options(&args.ssh),
         lock: lock_options(&args.lock),
     };
-    let json = args.reports.output == RunOutput::Json;
-    say(json, "apply: checking that the hosts are still as planned");
-    let check = Job::load(spec.clone())?.execute(None)?;
-    let drift = plan::drift(&saved.hosts, &plan::decisions(&check.reports));
-    if !drift.is_empty() {
-        return Err(Error::Refused(format!(
-            "refused: the hosts drifted since the plan was made; nothing was changed:\n  {}",
-            drift.join("\n  ")
-        )));
-    }
-    let job = Job::load(JobSpec {
-        check: false,
-        diff: false,
-        ..spec
-    })?;
+    // The lock is taken first; then a check pass must find exactly the plan's decisions
+    // before anything runs (see `engine::run`), so nothing can slip in between.
+    let job = Job::load(spec)?;
     let (done, reporters) = execute_reported(&job, &args.reports, args.verbose)?;
     let code = done.outcome.exit_code();
     finish_reports(reporters, &job, code, None)?;

@@ -29,6 +29,8 @@ pub struct JobSpec {
     pub check: bool,
     pub diff: bool,
     pub diff_context: usize,
+    /// `capstan apply`: the plan's decisions, checked under the lock before anything runs.
+    pub expect_plan: Option<crate::engine::PlannedHosts>,
     pub no_cache: bool,
     pub connect: ConnectOptions,
     pub lock: crate::lock::LockOptions,
@@ -83,6 +85,7 @@ impl Job {
             cache,
             no_cache: spec.no_cache,
             lock: spec.lock.clone(),
+            expect_plan: spec.expect_plan.clone(),
         };
         Ok(Job {
             spec,

@@ -34,6 +34,13 @@ pub struct PlanOptions {
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
     pub templates: PathBuf,
+    /// `--diff-context` the plan's diffs were made with (diffs are part of the queried state).
+    #[serde(default = "default_diff_context")]
+    pub diff_context: usize,
+}
+
+fn default_diff_context() -> usize {
+    crate::cli::DEFAULT_DIFF_CONTEXT
 }
 
 /// One task's decision on one host.

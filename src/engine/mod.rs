@@ -48,6 +48,9 @@ pub struct RunOptions {
     /// `--no-cache`: execute everything again (results are still recorded).
     pub no_cache: bool,
     pub lock: crate::lock::LockOptions,
+    /// `capstan apply`: once the lock is held, a check pass must find exactly these decisions
+    /// (per host) before anything runs; otherwise the run is refused.
+    pub expect_plan: Option<PlannedHosts>,
 }
 
 /// Set by the first Ctrl-C: start no new work.
@@ -78,7 +81,12 @@ pub enum RunError {
     HostKeys(String),
     #[error("{0}")]
     Lock(#[from] crate::lock::LockError),
+    #[error("refused: the hosts drifted since the plan was made; nothing was changed:\n  {}", .0.join("\n  "))]
+    Drift(Vec<String>),
 }
+
+/// Per host, the decisions of a saved plan.
+pub type PlannedHosts = BTreeMap<String, Vec<crate::plan::PlannedTask>>;
 
 /// How a run ended.
 #[derive(Debug, Clone, Default)]
@@ -195,6 +203,16 @@ pub async fn run(
         }
     };
 
+    if let Some(expected) = &opts.expect_plan {
+        let drift = plan_drift(&shared, &plays, &sessions, &outcome, expected).await;
+        if !drift.is_empty() {
+            if let Some(lock) = lock {
+                lock.release(&outcome).await;
+            }
+            close_all(sessions).await;
+            return Err(RunError::Drift(drift));
+        }
+    }
     for (play, hosts) in &plays {
         if shared.interrupt.is_set() {
             break;
@@ -318,4 +336,48 @@ async fn connect_all(
         )));
     }
     Ok(sessions)
+}
+
+/// `capstan apply`: with the lock held, runs every play in check mode (with diffs, as the plan
+/// was made) and returns where the hosts' decisions differ from the plan's.
+async fn plan_drift(
+    shared: &Shared<'_>,
+    plays: &[(&crate::playbook::Play, Vec<&Host>)],
+    sessions: &BTreeMap<String, Arc<Session>>,
+    outcome: &RunOutcome,
+    expected: &PlannedHosts,
+) -> Vec<String> {
+    let check_opts = RunOptions {
+        check: true,
+        diff: true,
+        expect_plan: None,
+        ..shared.opts.clone()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let check = Shared {
+        inventory: shared.inventory,
+        opts: &check_opts,
+        templates: Templates::new(&check_opts.templates_dir),
+        events: tx,
+        interrupt: Arc::clone(&shared.interrupt),
+        cache: shared.cache.clone(),
+    };
+    let mut scratch = RunOutcome {
+        recap: outcome.recap.clone(),
+        ..RunOutcome::default()
+    };
+    for (play, hosts) in plays {
+        if play::run_play(&check, play, hosts, sessions, &mut scratch).await {
+            break;
+        }
+    }
+    drop(check);
+    let reports: Vec<_> = rx
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::TaskFinished(r) => Some(*r),
+            _ => None,
+        })
+        .collect();
+    crate::plan::drift(expected, &crate::plan::decisions(&reports))
 }
