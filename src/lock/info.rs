@@ -25,6 +25,19 @@ pub struct LockInfo {
     pub kind: String,
     #[serde(default)]
     pub capstan: String,
+    /// The control machine's host name and boot id, and the holder's process start time
+    /// (clock ticks since boot): together with `pid` they tell a dead holder on this machine
+    /// from a live one, even after its pid was reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    /// A random id of the holding run, so that a dead holder's lock can be taken over
+    /// without ever breaking a newer lock that replaced it in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 impl LockInfo {
@@ -43,7 +56,32 @@ impl LockInfo {
             message,
             kind: if manual { "manual" } else { "run" }.to_owned(),
             capstan: env!("CARGO_PKG_VERSION").to_owned(),
+            machine: Some(machine()),
+            boot_id: boot_id(),
+            pid_start: if manual {
+                None
+            } else {
+                process_start(std::process::id())
+            },
+            run: Some(hex::encode(rand::random::<[u8; 8]>())),
         }
+    }
+
+    /// Whether this lock was taken by a run on this very machine (same host name, same boot)
+    /// whose process is gone. Only then may it be taken over at once: a holder on another
+    /// machine, or one whose liveness cannot be told, has to go stale first.
+    pub fn holder_is_dead_here(&self) -> bool {
+        let (Some(pid), Some(machine_name), Some(boot)) = (self.pid, &self.machine, &self.boot_id)
+        else {
+            return false;
+        };
+        if self.kind != "run" || self.run.is_none() {
+            return false;
+        }
+        if *machine_name != machine() || boot_id().as_deref() != Some(boot.as_str()) {
+            return false;
+        }
+        !process_alive(pid, self.pid_start)
     }
 
     /// `alice@laptop (pid 42) since T, running `p.toml`: "why"`.
@@ -88,6 +126,43 @@ pub fn machine() -> String {
         .map(|h| h.to_string_lossy().into_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// This boot of this machine (`/proc/sys/kernel/random/boot_id`), when the system tells.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` still runs and is the same process (same start time, when known).
+fn process_alive(pid: u32, started: Option<u64>) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return true;
+    };
+    let exists = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        // EPERM and the rest: something lives there.
+        Err(_) => true,
+    };
+    if !exists {
+        return false;
+    }
+    match (started, process_start(pid)) {
+        (Some(want), Some(now)) => want == now,
+        // A zombie or an unreadable /proc entry: count it as alive, never break on a guess.
+        _ => true,
+    }
 }
 
 /// A lock as found on a host.
@@ -159,6 +234,10 @@ mod tests {
             message: Some("upgrade to 2.7.1".into()),
             kind: "run".into(),
             capstan: "0.1.0".into(),
+            machine: None,
+            boot_id: None,
+            pid_start: None,
+            run: None,
         }
     }
 
@@ -186,6 +265,42 @@ mod tests {
             found(Some(300), false)
                 .describe(two_min)
                 .ends_with("heartbeat 5m ago: STALE (older than lock_stale_after = 2m)")
+        );
+    }
+
+    #[test]
+    fn a_dead_holder_is_told_only_on_this_machine() {
+        let mut mine = LockInfo::new("c", None, None, false);
+        assert!(!mine.holder_is_dead_here(), "this very process is alive");
+        // A child that has exited and been reaped: its pid is free.
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pid = child.id();
+        let _ = child.wait();
+        mine.pid = Some(pid);
+        mine.pid_start = Some(1);
+        assert!(mine.holder_is_dead_here(), "pid {pid} is gone");
+        let mut other = mine.clone();
+        other.machine = Some("another-machine".into());
+        assert!(
+            !other.holder_is_dead_here(),
+            "another machine: wait for stale"
+        );
+        let mut rebooted = mine.clone();
+        rebooted.boot_id = Some("another-boot".into());
+        assert!(!rebooted.holder_is_dead_here());
+        let mut manual = mine.clone();
+        manual.kind = "manual".into();
+        assert!(
+            !manual.holder_is_dead_here(),
+            "manual locks are never taken over"
+        );
+        let mut reused = LockInfo::new("c", None, None, false);
+        reused.pid_start = Some(u64::MAX);
+        assert!(
+            reused.holder_is_dead_here(),
+            "our pid with another start time is a reused pid: the holder is dead"
         );
     }
 

@@ -157,9 +157,19 @@ enum Attempt {
 /// One attempt: the first host (by name) alone, so that of two runs started together one
 /// wins there and the other stops at once, then every other host at once. Anything taken is
 /// given back when a host refuses.
-async fn attempt(claim: &Claim<'_>, hosts: &[Target]) -> Result<Attempt, LockError> {
+async fn attempt(
+    claim: &Claim<'_>,
+    hosts: &[Target],
+    dead_runs: &[String],
+) -> Result<Attempt, LockError> {
     let info = serde_json::to_vec(claim.info).unwrap_or_default();
-    let text = script::acquire(claim.settings, claim.token, claim.manual, claim.break_stale);
+    let text = script::acquire(
+        claim.settings,
+        claim.token,
+        claim.manual,
+        claim.break_stale,
+        dead_runs,
+    );
     let try_one = |t: &Target| {
         let (text, info) = (text.clone(), info.clone());
         let (name, session) = (t.0.clone(), Arc::clone(&t.1));
@@ -220,11 +230,25 @@ async fn take(
     let start = Instant::now();
     let mut pause = Duration::from_secs(1);
     let mut last_holders = None;
+    let mut dead_runs: Vec<String> = Vec::new();
     loop {
-        let refused = match attempt(claim, hosts).await? {
+        let refused = match attempt(claim, hosts, &dead_runs).await? {
             Attempt::Taken(took_over) => return Ok(took_over),
             Attempt::Refused(r) => group(r),
         };
+        // A holder that died on this very machine is taken over at once, without waiting
+        // for its heartbeat to go stale.
+        let newly_dead: Vec<String> = refused
+            .iter()
+            .filter_map(|(_, f)| f.info.as_ref())
+            .filter(|i| i.holder_is_dead_here())
+            .filter_map(|i| i.run.clone())
+            .filter(|r| !dead_runs.contains(r))
+            .collect();
+        if !newly_dead.is_empty() {
+            dead_runs.extend(newly_dead);
+            continue;
+        }
         let left = wait.map_or(Duration::ZERO, |w| w.saturating_sub(start.elapsed()));
         if left.is_zero() {
             return Err(LockError::Held {
@@ -376,11 +400,17 @@ pub async fn acquire_for_run(
         );
     })
     .await?;
-    for (host, old) in &took_over {
+    for (hosts, old) in group(took_over) {
+        let how = if old.info.as_ref().is_some_and(LockInfo::holder_is_dead_here) {
+            "took over the lock of a run that died on this machine"
+        } else {
+            "broke the stale lock"
+        };
         emit(
             LockState::TookOver,
             format!(
-                "broke the stale lock on {host}: {}",
+                "{how} on {}: {}",
+                hosts.join(", "),
                 old.describe(settings.stale_after)
             ),
         );

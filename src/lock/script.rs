@@ -1,8 +1,10 @@
 //! The shell scripts that take, refresh, inspect and release a lock on a host, one round
 //! trip each, and the parsing of what they answer.
 //!
-//! A lock is a directory, `<lock_dir>/<cluster>`, made with `mkdir` (atomic on every
-//! filesystem). Inside: `token` (the holder's random id), `info` (JSON, see [`LockInfo`]),
+//! A lock is a directory, `<lock_dir>/host.lock`, made with `mkdir` (atomic on every
+//! filesystem). Its name is the same for every inventory and cluster name, so that any two
+//! runs acting on one host exclude each other, whatever their inventories are called; the
+//! cluster name is kept in `info`. Inside: `token` (the holder's random id), `info` (JSON, see [`LockInfo`]),
 //! `heartbeat` (the host's `date +%s`, refreshed by a run) and, for a lock taken with
 //! `capstan lock acquire`, `manual`. Breaking or releasing a lock first renames it away,
 //! so nobody ever sees half a lock. Answers are lines starting with `capstan-lock: `.
@@ -11,6 +13,8 @@ use super::info::{Found, LockInfo};
 use super::settings::LockSettings;
 
 const MARK: &str = "capstan-lock: ";
+/// The lock directory's name on every host (see the module comment).
+pub const LOCK_NAME: &str = "host.lock";
 const AUDIT_FAILED: &str = "audit-failed";
 
 /// Whether [`release_own`] could not append to the audit log (the lock is released anyway).
@@ -25,7 +29,7 @@ pub fn audit_failed(stdout: &str) -> bool {
 fn prologue(s: &LockSettings) -> String {
     format!(
         r#"l={dir}
-d="$l"/{cluster}
+d="$l"/{LOCK_NAME}
 __cl_state() {{
   [ -f "$d/heartbeat" ] || sleep 1
   __cl_hb=$(cat "$d/heartbeat" 2>/dev/null)
@@ -47,14 +51,21 @@ __cl_break() {{ mv "$d" "$d.broken.$$" 2>/dev/null && rm -rf "$d.broken.$$"; }}
 __cl_mine() {{ [ "$(cat "$d/token" 2>/dev/null)" = "$1" ]; }}
 "#,
         dir = s.lock_dir.shell,
-        cluster = s.cluster,
         stale = s.stale_secs(),
     )
 }
 
 /// Takes the lock, reading `info` from stdin. With `break_stale`, a stale lock is broken
-/// and taken over (its holder is printed first, as `took-over`).
-pub fn acquire(s: &LockSettings, token: &str, manual: bool, break_stale: bool) -> String {
+/// and taken over (its holder is printed first, as `took-over`). `dead_runs` are the run ids
+/// of holders known to be dead (their process is gone from this control machine): a lock
+/// whose `info` names one of them is taken over at once, and no other lock is touched.
+pub fn acquire(
+    s: &LockSettings,
+    token: &str,
+    manual: bool,
+    break_stale: bool,
+    dead_runs: &[String],
+) -> String {
     let manual_marker = if manual { ": > \"$d/manual\" && " } else { "" };
     let mut text = prologue(s);
     text.push_str(&format!(
@@ -72,11 +83,21 @@ __cl_state
 if __cl_mine {token}; then echo "{MARK}acquired"; exit 0; fi
 "#
     ));
+    for run in dead_runs.iter().filter(|r| is_run_id(r)) {
+        text.push_str(&format!(
+            "if grep -q '\"run\":\"{run}\"' \"$d/info\" 2>/dev/null; then __cl_show took-over; __cl_break; __cl_take; __cl_state; fi\n"
+        ));
+    }
     if break_stale {
         text.push_str("if [ \"$__cl_stale\" = yes ]; then __cl_show took-over; __cl_break; __cl_take; __cl_state; fi\n");
     }
     text.push_str("__cl_show held\n");
     text
+}
+
+/// A run id as [`LockInfo`] makes them (hex): safe inside a shell word and a pattern.
+fn is_run_id(run: &str) -> bool {
+    !run.is_empty() && run.len() <= 64 && run.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Refreshes the heartbeat if the lock is still ours.
@@ -286,10 +307,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = settings(dir.path());
         assert_eq!(
-            sh(&acquire(&s, "tok1", false, false), &info_json("a@m")),
+            sh(&acquire(&s, "tok1", false, false, &[]), &info_json("a@m")),
             Reply::Acquired { took_over: None }
         );
-        let Reply::Held(found) = sh(&acquire(&s, "tok2", false, false), &info_json("b@m")) else {
+        let Reply::Held(found) = sh(&acquire(&s, "tok2", false, false, &[]), &info_json("b@m"))
+        else {
             panic!("not held");
         };
         assert_eq!(found.info.as_ref().map(|i| i.who.as_str()), Some("a@m"));
@@ -298,7 +320,7 @@ mod tests {
         assert_eq!(sh(&heartbeat(&s, "tok2"), ""), Reply::Lost);
         assert_eq!(sh(&release_own(&s, "tok2", false), ""), Reply::Lost);
         assert_eq!(
-            sh(&acquire(&s, "tok1", false, false), &info_json("a@m")),
+            sh(&acquire(&s, "tok1", false, false, &[]), &info_json("a@m")),
             Reply::Acquired { took_over: None },
             "a second host on the same filesystem shares the lock"
         );
@@ -316,8 +338,8 @@ mod tests {
     fn stale_locks_are_broken_only_when_asked() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = settings(dir.path());
-        sh(&acquire(&s, "old", false, false), &info_json("dead@m"));
-        let hb = dir.path().join("lock/c1/heartbeat");
+        sh(&acquire(&s, "old", false, false, &[]), &info_json("dead@m"));
+        let hb = dir.path().join("lock/host.lock/heartbeat");
         std::fs::write(&hb, "1000\n").unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(
             sh(&release(&s, ReleaseMode::Manual), ""),
@@ -325,7 +347,7 @@ mod tests {
         ));
         let Reply::Acquired {
             took_over: Some(old),
-        } = sh(&acquire(&s, "new", false, true), &info_json("me@m"))
+        } = sh(&acquire(&s, "new", false, true, &[]), &info_json("me@m"))
         else {
             panic!("not taken over");
         };
@@ -340,13 +362,55 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_run_is_taken_over_only_by_its_run_id() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = settings(dir.path());
+        let mut info = LockInfo::new("c1", None, None, false);
+        info.run = Some("0123abcd".into());
+        let text = serde_json::to_string(&info).unwrap_or_default();
+        sh(&acquire(&s, "old", false, false, &[]), &text);
+        assert!(
+            matches!(
+                sh(
+                    &acquire(&s, "new", false, false, &["99".into()]),
+                    &info_json("me@m")
+                ),
+                Reply::Held(_)
+            ),
+            "another run id leaves the lock alone"
+        );
+        assert!(
+            matches!(
+                sh(
+                    &acquire(&s, "new", false, false, &["0123abcd'; rm -rf /".into()]),
+                    &info_json("me@m")
+                ),
+                Reply::Held(_)
+            ),
+            "a run id that is not hex is never put in a script"
+        );
+        let Reply::Acquired {
+            took_over: Some(old),
+        } = sh(
+            &acquire(&s, "new", false, false, &["0123abcd".into()]),
+            &info_json("me@m"),
+        )
+        else {
+            panic!("not taken over");
+        };
+        assert_eq!(old.info.and_then(|i| i.run).as_deref(), Some("0123abcd"));
+        assert_eq!(sh(&heartbeat(&s, "new"), ""), Reply::Beat);
+        assert_eq!(sh(&heartbeat(&s, "old"), ""), Reply::Lost);
+    }
+
+    #[test]
     fn manual_locks_never_go_stale() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = settings(dir.path());
-        sh(&acquire(&s, "m", true, false), &info_json("ops@m"));
-        std::fs::write(dir.path().join("lock/c1/heartbeat"), "1000\n")
+        sh(&acquire(&s, "m", true, false, &[]), &info_json("ops@m"));
+        std::fs::write(dir.path().join("lock/host.lock/heartbeat"), "1000\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        let Reply::Held(found) = sh(&acquire(&s, "x", false, true), &info_json("me@m")) else {
+        let Reply::Held(found) = sh(&acquire(&s, "x", false, true, &[]), &info_json("me@m")) else {
             panic!("not held");
         };
         assert!(found.manual);
