@@ -12,7 +12,6 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cli::AuditArgs;
 use crate::engine::RunOutcome;
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
@@ -200,11 +199,23 @@ pub struct AuditOutput {
     pub warnings: Vec<String>,
 }
 
+/// One `capstan audit` command.
+#[derive(Debug, Clone)]
+pub struct AuditRequest {
+    pub inventory: PathBuf,
+    pub limit: Option<String>,
+    /// Read the hosts' logs instead of the local one.
+    pub remote: bool,
+    /// One JSON record a line instead of the history for a person.
+    pub json: bool,
+    pub connect: crate::transport::ConnectOptions,
+}
+
 /// Runs `capstan audit`: the local log, or with `--remote` the hosts' logs merged.
 ///
 /// # Errors
 /// Unreadable inventory or settings, an invalid `--limit`, an unreadable local log.
-pub async fn command(args: &AuditArgs, interactive: bool) -> Result<AuditOutput, Error> {
+pub async fn command(args: &AuditRequest) -> Result<AuditOutput, Error> {
     let inventory = Inventory::load(&args.inventory)?;
     let hosts: Option<Vec<String>> = match &args.limit {
         Some(p) => Some(
@@ -223,13 +234,8 @@ pub async fn command(args: &AuditArgs, interactive: bool) -> Result<AuditOutput,
     if args.remote {
         let settings = crate::lock::LockSettings::from_inventory(&inventory)
             .map_err(|e| Error::Refused(e.to_string()))?;
-        let (targets, unreachable) = crate::lock::command::connect(
-            &inventory,
-            args.limit.as_deref(),
-            &args.ssh,
-            interactive,
-        )
-        .await?;
+        let (targets, unreachable) =
+            crate::lock::command::connect(&inventory, args.limit.as_deref(), &args.connect).await?;
         for (host, why) in unreachable {
             code = exit::HOSTS_FAILED;
             warnings.push(format!("warning: {host}: unreachable: {why}"));

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diag::Diagnostics;
-use crate::engine::{self, Interrupt, RunOptions, RunOutcome};
+use crate::engine::{Interrupt, RunOptions};
 use crate::error::Error;
 use crate::inventory::Inventory;
+use crate::orchestrator::{RunError, RunInputs, RunResult};
 use crate::playbook::Playbook;
 use crate::report::event::{Event, TaskReport};
 use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::HumanReporter;
+use crate::stop::StopLevel;
 use crate::transport::ConnectOptions;
 use crate::{extra_vars, settings, validate};
 
@@ -30,7 +32,7 @@ pub struct JobSpec {
     pub diff: bool,
     pub diff_context: usize,
     /// `capstan apply`: the plan's decisions, checked under the lock before anything runs.
-    pub expect_plan: Option<crate::engine::PlannedHosts>,
+    pub expect_plan: Option<crate::plan::PlannedHosts>,
     pub no_cache: bool,
     pub connect: ConnectOptions,
     pub lock: crate::lock::LockOptions,
@@ -46,7 +48,8 @@ pub struct Job {
 
 /// How a run ended, and every task result it reported.
 pub struct Finished {
-    pub outcome: RunOutcome,
+    pub outcome: crate::engine::RunOutcome,
+    pub audit: Option<crate::audit::Record>,
     pub reports: Vec<TaskReport>,
 }
 
@@ -84,8 +87,7 @@ impl Job {
             templates_dir: templates,
             cache,
             no_cache: spec.no_cache,
-            lock: spec.lock.clone(),
-            expect_plan: spec.expect_plan.clone(),
+            kill_grace: crate::stop::DEFAULT_KILL_GRACE,
         };
         Ok(Job {
             spec,
@@ -137,41 +139,74 @@ impl Job {
         };
         runtime.shutdown_timeout(std::time::Duration::from_millis(100));
         let result = match result {
-            Ok(outcome) => Ok(Finished { outcome, reports }),
-            Err(engine::RunError::HostKeys(msg)) => Err(Error::HostKeys(msg)),
+            Ok(RunResult { outcome, audit }) => Ok(Finished {
+                outcome,
+                audit,
+                reports,
+            }),
+            Err(RunError::HostKeys(msg)) => Err(Error::HostKeys(msg)),
             Err(e) => Err(Error::Refused(e.to_string())),
         };
         (result, reporters)
     }
 
-    /// Runs the engine on `runtime`, with Ctrl-C handling; events go to `tx`.
+    /// Runs the orchestrator on `runtime`, with signal handling; events go to `tx`.
     fn block_on(
         &self,
         runtime: &tokio::runtime::Runtime,
         tx: std::sync::mpsc::Sender<Event>,
-    ) -> Result<RunOutcome, engine::RunError> {
+    ) -> Result<RunResult, RunError> {
         let interrupt = Arc::new(Interrupt::default());
         runtime.block_on(async {
-            let flag = Arc::clone(&interrupt);
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    flag.trigger();
-                    // A second Ctrl-C aborts at once.
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("\naborted");
-                        std::process::exit(130);
-                    }
-                }
-            });
-            engine::run(
-                &self.inventory,
-                &self.playbook,
-                &self.opts,
-                tx,
+            let listener = tokio::spawn(listen_for_signals(
                 Arc::clone(&interrupt),
-            )
-            .await
+                self.opts.kill_grace,
+            ));
+            let inputs = RunInputs {
+                inventory: &self.inventory,
+                playbook: &self.playbook,
+                opts: &self.opts,
+                lock: &self.spec.lock,
+                expect_plan: self.spec.expect_plan.as_ref(),
+                cluster: &crate::dtr::Runner,
+            };
+            let result = crate::orchestrator::run(&inputs, tx, Arc::clone(&interrupt)).await;
+            listener.abort();
+            result
         })
+    }
+}
+
+/// SIGINT (Ctrl-C), SIGTERM (what CI sends a cancelled job) and SIGHUP (a closed terminal)
+/// all stop a run the same way: the first starts nothing new and gives the running commands
+/// `grace` after a TERM; the next kills them at once. Either way the run goes on to its
+/// recap, reports, audit record and lock release. Each signal is acknowledged at once.
+async fn listen_for_signals(interrupt: Arc<Interrupt>, grace: std::time::Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = int.recv() => "interrupt",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        match interrupt.escalate() {
+            StopLevel::Graceful => eprintln!(
+                "\n{name}: stopping: no new task starts; running commands get {} to end; \
+                 press Ctrl-C again to kill them",
+                humantime::format_duration(grace)
+            ),
+            _ => eprintln!(
+                "\n{name}: stopping now: killing the running commands; the lock is still released \
+                 and the reports written"
+            ),
+        }
     }
 }
 

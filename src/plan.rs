@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 
 use crate::report::event::{Status, TaskReport};
 
+/// Per host, the decisions of a saved plan.
+pub type PlannedHosts = BTreeMap<String, Vec<PlannedTask>>;
+
 pub const PLAN_FORMAT: u32 = 1;
 
 /// A plan file.

@@ -403,6 +403,17 @@ fn limit_selects_names_groups_globs_and_set_operations() {
     ];
     for (limit, want) in cases {
         let out = p.run(&["run", "site.toml", "-i", "inventory.toml", "-l", limit]);
+        if want.is_empty() {
+            // Nothing matched is a refusal before anything connects, never a silent success.
+            out.code(3);
+            assert!(
+                out.stderr
+                    .contains(&format!("--limit \"{limit}\" leaves no host to run on")),
+                "{}",
+                out.stderr
+            );
+            continue;
+        }
         out.code(0);
         assert_eq!(
             recap_hosts(&out),
@@ -429,6 +440,15 @@ fn play_hosts_take_patterns_and_intersect_with_limit() {
             args.extend(["--limit", l]);
         }
         let out = p.run(&args);
+        if want.is_empty() {
+            out.code(3);
+            assert!(
+                out.stderr.contains("leaves no host to run on"),
+                "{}",
+                out.stderr
+            );
+            continue;
+        }
         out.code(0);
         assert_eq!(
             recap_hosts(&out),

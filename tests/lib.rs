@@ -5,6 +5,7 @@ mod check_cache;
 mod ci_files;
 mod dtr;
 mod foundation;
+mod life_cycle;
 mod lock;
 mod pipeline;
 mod reports;

@@ -28,18 +28,27 @@ pub mod spec;
 mod upgrade;
 pub(crate) mod validate;
 
-use crate::engine::Shared;
+use futures::future::BoxFuture;
+
 use crate::engine::host::HostState;
+use crate::engine::{ClusterOutcome, ClusterRunner, Shared};
 use crate::playbook::{Action, Play};
-use crate::report::event::TaskReport;
 
 pub use spec::{DtrKind, DtrTask};
 
-/// What a cluster task did: its reports, and the refusal that stops the run (exit 3).
-#[derive(Debug, Default)]
-pub(crate) struct ClusterOutcome {
-    pub reports: Vec<TaskReport>,
-    pub refused: Option<String>,
+/// The DTR kinds, as the engine's cluster task interface.
+pub(crate) struct Runner;
+
+impl ClusterRunner for Runner {
+    fn run<'s>(
+        &'s self,
+        shared: &'s Shared<'s>,
+        play: &'s Play,
+        index: usize,
+        batch: &'s mut [HostState<'_>],
+    ) -> BoxFuture<'s, ClusterOutcome> {
+        Box::pin(run_task(shared, play, index, batch))
+    }
 }
 
 /// Runs DTR task `index` of `play` over the active hosts of `batch`.

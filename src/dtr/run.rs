@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use minijinja::value::Value;
 
-use super::ClusterOutcome;
 use super::params::Params;
 use super::remote::{Member, env_prefix};
 use super::spec::DtrTask;
+use crate::engine::ClusterOutcome;
 use crate::engine::host::HostState;
 use crate::engine::{DEFAULT_COMMAND_TIMEOUT, Shared};
 use crate::playbook::{Play, Task};
@@ -322,7 +322,12 @@ fn task_flag_hint(why: &str) -> String {
 }
 
 fn new_report(play: &Play, task: &Task, index: usize, host: &str, check: bool) -> TaskReport {
-    TaskReport::new(host, play, task, index, check)
+    TaskReport::new(
+        host,
+        (&play.name, &task.name, task.action.kind()),
+        index,
+        check,
+    )
 }
 
 fn finish_report(mut r: TaskReport, no_log: bool) -> TaskReport {

@@ -712,5 +712,10 @@ enum Prep<'t> {
 
 /// A fresh report for `task` on `host`, to be filled in.
 fn report(play: &Play, task: &Task, index: usize, host: &str, check: bool) -> TaskReport {
-    TaskReport::new(host, play, task, index, check)
+    TaskReport::new(
+        host,
+        (&play.name, &task.name, task.action.kind()),
+        index,
+        check,
+    )
 }

@@ -78,7 +78,7 @@ pub(crate) async fn run_play(
             }
             let batch = &mut states[range.clone()];
             if seg.cluster {
-                let done = crate::dtr::run_task(shared, play, seg.tasks[0], batch).await;
+                let done = shared.cluster.run(shared, play, seg.tasks[0], batch).await;
                 for r in done.reports {
                     record(shared, outcome, r);
                 }

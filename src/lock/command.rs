@@ -1,23 +1,44 @@
 //! `capstan lock status|acquire|release`: the lock without a run.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 
-use super::script::{self, ReleaseMode, Reply};
+pub use super::script::ReleaseMode;
+use super::script::{self, Reply};
 use super::{Claim, LockInfo, LockSettings, Target, ask, take};
-use crate::cli::{LockAction, LockArgs, LockTarget, SshArgs};
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
-use crate::transport::{ConnectOptions, Session};
+use crate::transport::ConnectOptions;
 
 /// What a command prints on stdout, and its exit code.
 #[derive(Debug)]
 pub struct CommandOutput {
     pub code: i32,
     pub text: String,
+}
+
+/// What `capstan lock` is asked to do.
+#[derive(Debug, Clone)]
+pub enum LockAction {
+    Status,
+    Acquire {
+        message: Option<String>,
+        wait: Option<Duration>,
+    },
+    Release(ReleaseMode),
+}
+
+/// One `capstan lock` command: the inventory, the hosts, how to reach them, what to do.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    pub inventory: PathBuf,
+    pub limit: Option<String>,
+    pub connect: ConnectOptions,
+    pub action: LockAction,
 }
 
 /// Hosts connected to, by name, and those that could not be, with why.
@@ -30,36 +51,24 @@ pub(crate) type Connected = (Vec<Target>, Vec<(String, String)>);
 pub(crate) async fn connect(
     inventory: &Inventory,
     limit: Option<&str>,
-    ssh: &SshArgs,
-    interactive: bool,
+    opts: &ConnectOptions,
 ) -> Result<Connected, Error> {
     let hosts = inventory
         .select(limit.unwrap_or("all"))
         .map_err(|e| Error::Refused(format!("--limit: {e}")))?;
-    let opts = ConnectOptions {
-        ssh_config: ssh.ssh_config.clone(),
-        accept_new_host_keys: ssh.accept_new_host_keys,
-        interactive,
-    };
-    let opts = &opts;
-    let results: Vec<_> = futures::stream::iter(
-        hosts
-            .into_iter()
-            .map(|h| async move { (h.name.clone(), Session::connect(h, opts).await) }),
-    )
-    .buffer_unordered(50)
-    .collect()
-    .await;
-    let mut targets = Vec::new();
-    let mut failed = Vec::new();
-    for (name, r) in results {
-        match r {
-            Ok(s) => targets.push((name, Arc::new(s))),
-            Err(e) => failed.push((name, e.to_string())),
-        }
-    }
-    targets.sort_by(|a, b| a.0.cmp(&b.0));
+    let connected = crate::connect::all(&hosts, opts, 50).await;
+    let mut failed: Vec<(String, String)> = connected
+        .unreachable
+        .iter()
+        .map(|(n, e)| (n.clone(), e.to_string()))
+        .chain(connected.key_problems.iter().cloned())
+        .collect();
     failed.sort();
+    let targets = connected
+        .sessions
+        .into_iter()
+        .map(|(n, (s, _))| (n, s))
+        .collect();
     Ok((targets, failed))
 }
 
@@ -75,28 +84,17 @@ async fn close(targets: Vec<Target>) {
 ///
 /// # Errors
 /// Unreadable inventory or settings; `acquire` refused (held elsewhere, a host unreachable).
-pub async fn run(args: &LockArgs, interactive: bool) -> Result<CommandOutput, Error> {
-    let target = match &args.action {
-        LockAction::Status(t)
-        | LockAction::Acquire { target: t, .. }
-        | LockAction::Release { target: t, .. } => t,
-    };
-    let inventory = Inventory::load(&target.inventory)?;
+pub async fn run(req: &LockRequest) -> Result<CommandOutput, Error> {
+    let inventory = Inventory::load(&req.inventory)?;
     let settings =
         LockSettings::from_inventory(&inventory).map_err(|e| Error::Refused(e.to_string()))?;
-    let (hosts, unreachable) = connect(
-        &inventory,
-        target.limit.as_deref(),
-        &target.ssh,
-        interactive,
-    )
-    .await?;
-    let out = match &args.action {
-        LockAction::Status(_) => Ok(status(&settings, &hosts, &unreachable).await),
-        LockAction::Acquire { message, wait, .. } => {
+    let (hosts, unreachable) = connect(&inventory, req.limit.as_deref(), &req.connect).await?;
+    let out = match &req.action {
+        LockAction::Status => Ok(status(&settings, &hosts, &unreachable).await),
+        LockAction::Acquire { message, wait } => {
             acquire(
                 &settings,
-                target,
+                &req.inventory,
                 &hosts,
                 &unreachable,
                 message.clone(),
@@ -104,16 +102,7 @@ pub async fn run(args: &LockArgs, interactive: bool) -> Result<CommandOutput, Er
             )
             .await
         }
-        LockAction::Release { stale, force, .. } => {
-            let mode = if *force {
-                ReleaseMode::Force
-            } else if *stale {
-                ReleaseMode::Stale
-            } else {
-                ReleaseMode::Manual
-            };
-            Ok(release(&settings, &hosts, &unreachable, mode).await)
-        }
+        LockAction::Release(mode) => Ok(release(&settings, &hosts, &unreachable, *mode).await),
     };
     close(hosts).await;
     out
@@ -185,7 +174,7 @@ async fn status(
 
 async fn acquire(
     s: &LockSettings,
-    target: &LockTarget,
+    inventory: &std::path::Path,
     hosts: &[Target],
     unreachable: &[(String, String)],
     message: Option<String>,
@@ -215,7 +204,7 @@ async fn acquire(
             "lock `{}` acquired on {} host(s); it holds until `capstan lock release -i {}`\n",
             s.cluster,
             hosts.len(),
-            target.inventory.display()
+            inventory.display()
         ),
     })
 }

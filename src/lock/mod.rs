@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use crate::engine::{Interrupt, RunOptions, RunOutcome};
 use crate::inventory::Inventory;
-use crate::playbook::Playbook;
 use crate::report::event::{Event, LockState};
+use crate::stop::Interrupt;
 use crate::transport::{ExecRequest, Session};
 
 pub use info::{Found, LockInfo, machine, who};
@@ -337,30 +336,27 @@ pub struct Held {
         tokio::task::JoinHandle<()>,
     )>,
     events: Sender<Event>,
-    inventory: std::path::PathBuf,
 }
 
-/// Takes the cluster lock for a run on every host connected to (never in `--check`).
+/// Takes the lock for a run on every host connected to. The caller decides whether a run
+/// needs it (a `--check` run changes nothing and takes none).
 ///
 /// # Errors
 /// The lock is held elsewhere (after `--lock-wait`, if given), a host could not take it, or
 /// the lock settings are wrong.
 pub async fn acquire_for_run(
     inventory: &Inventory,
-    playbook: &Playbook,
+    playbook: &std::path::Path,
     sessions: &BTreeMap<String, Arc<Session>>,
-    opts: &RunOptions,
+    opts: &LockOptions,
     events: &Sender<Event>,
     interrupt: &Arc<Interrupt>,
-) -> Result<Option<Held>, LockError> {
-    if opts.check || sessions.is_empty() {
-        return Ok(None);
-    }
+) -> Result<Held, LockError> {
     let settings = LockSettings::from_inventory(inventory)?;
     let info = LockInfo::new(
         &settings.cluster,
-        Some(playbook.path.display().to_string()),
-        opts.lock.message.clone(),
+        Some(playbook.display().to_string()),
+        opts.message.clone(),
         false,
     );
     let token = hex::encode(rand::random::<[u8; 16]>());
@@ -382,9 +378,9 @@ pub async fn acquire_for_run(
         info: &info,
         token: &token,
         manual: false,
-        break_stale: opts.lock.break_stale,
+        break_stale: opts.break_stale,
     };
-    let wait = opts.lock.wait;
+    let wait = opts.wait;
     let took_over = take(&claim, &hosts, wait, Some(interrupt), |holders| {
         let who: Vec<String> = holders
             .iter()
@@ -429,15 +425,14 @@ pub async fn acquire_for_run(
         Arc::clone(interrupt),
         stopped,
     ));
-    Ok(Some(Held {
+    Ok(Held {
         settings,
         info,
         token,
         hosts,
         heartbeat: Some((stop, beat)),
         events: events.clone(),
-        inventory: inventory.path.clone(),
-    }))
+    })
 }
 
 /// Refreshes the heartbeat on every host until stopped. A host where the lock is no longer
@@ -484,18 +479,25 @@ async fn heartbeat(
 }
 
 impl Held {
-    /// Stops the heartbeat, appends the audit record to each host's log when the run
-    /// changed something (or failed), and releases the lock. Returns the record.
-    pub async fn release(mut self, outcome: &RunOutcome) -> Option<crate::audit::Record> {
+    /// Who holds it, as written on the hosts.
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    /// This run's random id (the lock's token), which the audit trail records.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Stops the heartbeat, appends `audit_line` (when given) to each host's audit log, and
+    /// releases the lock.
+    pub async fn release(mut self, audit_line: Option<&str>) {
         if let Some((stop, beat)) = self.heartbeat.take() {
             let _ = stop.send(());
             let _ = beat.await;
         }
-        let record =
-            crate::audit::Record::for_run(&self.info, &self.token, &self.inventory, outcome);
-        let line = record.as_ref().map(crate::audit::Record::to_line);
         let (lost, failed) =
-            release_all(&self.settings, &self.token, &self.hosts, line.as_deref()).await;
+            release_all(&self.settings, &self.token, &self.hosts, audit_line).await;
         let mut detail = format!("released on {} host(s)", self.hosts.len() - lost.len());
         if !lost.is_empty() {
             let _ = write!(
@@ -518,6 +520,5 @@ impl Held {
             hosts: self.hosts.iter().map(|(n, _)| n.clone()).collect(),
             detail,
         });
-        record
     }
 }

@@ -61,20 +61,20 @@ pub struct TaskReport {
 }
 
 impl TaskReport {
-    /// A report for `task` (index `task_index` of `play`) on `host`, to be filled in.
+    /// A report for task `task` (index `task_index` of play `play`, of kind `kind`) on
+    /// `host`, to be filled in.
     pub fn new(
         host: &str,
-        play: &crate::playbook::Play,
-        task: &crate::playbook::Task,
+        (play, task, kind): (&str, &str, &'static str),
         task_index: usize,
         check_mode: bool,
     ) -> Self {
         Self {
             host: host.to_owned(),
-            play: play.name.clone(),
-            task: task.name.clone(),
+            play: play.to_owned(),
+            task: task.to_owned(),
             task_index,
-            kind: task.action.kind(),
+            kind,
             status: Status::Ok,
             check_mode,
             note: None,

@@ -61,7 +61,7 @@ fn cache_remote(
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    let opts = crate::app::connect_options(&args.ssh);
+    let opts = super::connect_options(&args.ssh);
     let backend = Backend::Remote { ttl };
     let mut code = exit::SUCCESS;
     runtime.block_on(async {
