@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use minijinja::value::Value;
 
+use super::decide::{Conditions, Registered, Words, decide};
 use super::outcome::{
     describe_change, failed, mask_json, mask_report, result_value, satisfied_note, skipped_result,
     template_diff, with_flags,
@@ -536,8 +537,8 @@ impl<'a> HostState<'a> {
         (n > 0).then(|| format!("{password}\n").repeat(n).into_bytes())
     }
 
-    /// Decides a step's status from what it printed, applies `changed_when`/`failed_when`,
-    /// registers the result, and builds the report.
+    /// Turns a step's output into its report: evaluates `changed_when`/`failed_when`, lets
+    /// [`decide`] judge, then registers, records in the cache and redacts.
     fn finish(
         &mut self,
         shared: &Shared<'_>,
@@ -548,159 +549,191 @@ impl<'a> HostState<'a> {
     ) -> (TaskReport, Option<Value>) {
         let task = p.task;
         let check = shared.opts.check;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let conditions = self.conditions(shared, task, &out.verdict, &stdout, &stderr);
+        let words = Words {
+            satisfied: match &out.verdict {
+                Verdict::Satisfied(what) => satisfied_note(what, &p.step),
+                _ => String::new(),
+            },
+            change: match &out.verdict {
+                Verdict::WouldChange(what) | Verdict::Wrote { detail: what, .. } => {
+                    describe_change(what)
+                }
+                _ => String::new(),
+            },
+        };
+        let d = decide(&out.verdict, &conditions, check, ended.judged(), &words);
         let mut r = report(play, task, p.index, &self.host.name, check);
         r.duration = ended.duration;
         r.command = p.shown.as_deref().map(|c| secrets::mask(c).into_owned());
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        r.status = d.status;
+        r.note.clone_from(&d.note);
+        r.exit.clone_from(&d.exit);
         let is_template = matches!(task.action, Action::Template(_));
-        let mut value = None;
+        if d.keep_output && !is_template {
+            r.stdout = stdout.clone();
+        }
+        if d.keep_output {
+            r.stderr = stderr.clone();
+        }
+        if shared.opts.diff {
+            r.diff = self.diff(shared, p, &out, &stdout, &r);
+        }
+        let value = match d.registered {
+            Registered::Nothing => None,
+            Registered::Result {
+                rc,
+                ran,
+                changed,
+                failed,
+            } if matches!(out.verdict, Verdict::Ran(_)) => Some(with_flags(
+                &result_value(rc, &stdout, &stderr, ran, failed),
+                changed,
+                failed,
+            )),
+            Registered::Result {
+                rc,
+                ran,
+                changed,
+                failed,
+            } => Some(with_flags(
+                &result_value(rc, "", "", ran, failed),
+                changed,
+                failed,
+            )),
+        };
+        self.register(task, value.as_ref(), check);
+        if d.cacheable && !check {
+            self.record_in_cache(play, p, &r, value.as_ref());
+        }
+        self.last_result.clone_from(&value);
+        if task.no_log {
+            r = redact(r);
+        }
+        (mask_report(r), value)
+    }
+
+    /// `failed_when` and `changed_when` of a step that ran, against its result.
+    fn conditions(
+        &self,
+        shared: &Shared<'_>,
+        task: &Task,
+        verdict: &Verdict,
+        stdout: &str,
+        stderr: &str,
+    ) -> Conditions {
+        let Verdict::Ran(rc) = verdict else {
+            return Conditions::default();
+        };
+        let v = result_value(*rc, stdout, stderr, true, *rc != 0);
+        let ctx = self.context(Some((task.register.as_deref().unwrap_or("result"), &v)));
+        let eval = |what: &str, expr: &Option<String>| {
+            expr.as_ref().map(|e| {
+                shared
+                    .templates
+                    .eval_bool(&format!("`{what}` of task \"{}\"", task.name), e, &ctx)
+                    .map_err(|e| e.message)
+            })
+        };
+        Conditions {
+            failed_when: eval("failed_when", &task.failed_when),
+            changed_when: eval("changed_when", &task.changed_when),
+        }
+    }
+
+    /// `--diff`: what would run, or the file's change.
+    fn diff(
+        &self,
+        shared: &Shared<'_>,
+        p: &Prepared<'_>,
+        out: &StepOutput,
+        stdout: &str,
+        r: &TaskReport,
+    ) -> Option<String> {
         match &out.verdict {
-            Verdict::Satisfied(what) => {
-                r.status = Status::Ok;
-                r.note = Some(satisfied_note(what, &p.step));
-                value = Some(result_value(0, "", "", false, false));
-            }
-            Verdict::Ran(rc) => {
-                let v = result_value(*rc, &stdout, &stderr, true, *rc != 0);
-                let ctx = self.context(Some((task.register.as_deref().unwrap_or("result"), &v)));
-                let failed_now = match &task.failed_when {
-                    Some(expr) => shared.templates.eval_bool(
-                        &format!("`failed_when` of task \"{}\"", task.name),
-                        expr,
-                        &ctx,
-                    ),
-                    None => Ok(*rc != 0),
-                };
-                let changed_now = match &task.changed_when {
-                    Some(expr) => shared.templates.eval_bool(
-                        &format!("`changed_when` of task \"{}\"", task.name),
-                        expr,
-                        &ctx,
-                    ),
-                    None => Ok(true),
-                };
-                r.exit = Some(ExitStatus::Code(*rc).to_string());
-                r.stdout = stdout;
-                r.stderr = stderr;
-                match (failed_now, changed_now) {
-                    (Err(e), _) | (_, Err(e)) => {
-                        r = failed(r, &e.message);
-                    }
-                    (Ok(true), Ok(changed)) => {
-                        r.status = Status::Failed;
-                        r.note = Some(if task.failed_when.is_some() {
-                            "`failed_when` is true".to_owned()
-                        } else {
-                            format!("command failed with exit status {rc}")
-                        });
-                        value = Some(with_flags(&v, changed, true));
-                    }
-                    (Ok(false), Ok(changed)) => {
-                        r.status = if changed { Status::Changed } else { Status::Ok };
-                        value = Some(with_flags(&v, changed, false));
-                    }
-                }
-            }
-            Verdict::WouldRun => {
-                r.status = Status::Changed;
-                r.note = Some("would run".to_owned());
-                if shared.opts.diff {
-                    r.diff = r.command.as_ref().map(|c| format!("would run: {c}"));
-                }
-            }
+            Verdict::WouldRun => r.command.as_ref().map(|c| format!("would run: {c}")),
             Verdict::WouldChange(what)
             | Verdict::Wrote {
                 code: 0,
                 detail: what,
-            } => {
-                r.status = Status::Changed;
-                let verb = if check { "would change" } else { "changed" };
-                r.note = Some(format!("{verb}: {}", describe_change(what)));
-                if shared.opts.diff {
-                    r.diff = template_diff(
-                        shared.opts.diff_context,
-                        &p.step,
-                        out.has_old_content.then_some(stdout.as_str()),
-                        p.new_content.as_deref(),
-                        what,
-                    );
-                }
-                if !check {
-                    value = Some(result_value(0, "", "", true, false));
-                }
+            } => template_diff(
+                shared.opts.diff_context,
+                &p.step,
+                out.has_old_content.then_some(stdout),
+                p.new_content.as_deref(),
+                what,
+            ),
+            _ => None,
+        }
+    }
+
+    /// `register`: the result, or in check mode a name whose value cannot be known.
+    fn register(&mut self, task: &Task, value: Option<&Value>, check: bool) {
+        let Some(name) = &task.register else {
+            return;
+        };
+        match value {
+            Some(v) => {
+                self.registered.insert(name.clone(), v.clone());
             }
-            Verdict::Wrote { code, .. } => {
-                r.exit = Some(ExitStatus::Code(*code).to_string());
-                r.stderr = stderr;
-                r = failed(r, "could not write the file");
+            None if check => {
+                self.unknown.insert(name.clone());
             }
-            Verdict::Interrupted => {
-                r.stdout = if is_template { String::new() } else { stdout };
-                r.stderr = stderr;
-                match (ended.error, ended.status) {
-                    (Some(e), _) => {
-                        r.status = Status::Unreachable;
-                        r.note = Some(e.to_string());
-                    }
-                    (None, Some(st @ ExitStatus::TimedOut(_))) => {
-                        r.exit = Some(st.to_string());
-                        r = failed(r, &st.to_string());
-                    }
-                    (None, Some(st)) => {
-                        r.exit = Some(st.to_string());
-                        r = failed(r, &format!("the task did not complete ({st})"));
-                    }
-                    (None, None) => r = failed(r, "the task did not complete"),
-                }
-            }
+            None => {}
         }
-        if is_template {
-            r.stdout.clear();
-        }
-        if let Some(name) = &task.register {
-            match &value {
-                Some(v) => {
-                    self.registered.insert(name.clone(), v.clone());
-                }
-                None if check => {
-                    self.unknown.insert(name.clone());
-                }
-                None => {}
-            }
-        }
-        if let (Some(key), false, Status::Ok | Status::Changed) = (&p.cache_key, check, r.status)
-            && matches!(out.verdict, Verdict::Ran(_))
-        {
-            self.cache.record(CacheEntry {
-                key: key.clone(),
-                host: self.host.name.clone(),
-                play: play.name.clone(),
-                task: task.name.clone(),
-                recorded_at: now_secs(),
-                changed: r.status == Status::Changed,
-                result: value
-                    .as_ref()
-                    .and_then(|v| serde_json::to_value(v).ok())
-                    .map(|j| mask_json(&j)),
-            });
-        }
-        self.last_result.clone_from(&value);
-        if task.no_log {
-            r.command = r.command.map(|_| "(hidden by no_log)".to_owned());
-            r.stdout = String::new();
-            r.stderr = String::new();
-            r.diff = r.diff.map(|_| "(hidden by no_log)".to_owned());
-        }
-        (mask_report(r), value)
+    }
+
+    /// Records a finished command in the result cache, so that a rerun does not repeat it.
+    fn record_in_cache(
+        &mut self,
+        play: &Play,
+        p: &Prepared<'_>,
+        r: &TaskReport,
+        value: Option<&Value>,
+    ) {
+        let Some(key) = &p.cache_key else {
+            return;
+        };
+        self.cache.record(CacheEntry {
+            key: key.clone(),
+            host: self.host.name.clone(),
+            play: play.name.clone(),
+            task: p.task.name.clone(),
+            recorded_at: now_secs(),
+            changed: r.status == Status::Changed,
+            result: value
+                .and_then(|v| serde_json::to_value(v).ok())
+                .map(|j| mask_json(&j)),
+        });
     }
 }
 
-/// How the exec of a script ended, shared by all its steps.
+/// `no_log`: the command, output and diff hidden.
+fn redact(mut r: TaskReport) -> TaskReport {
+    r.command = r.command.map(|_| "(hidden by no_log)".to_owned());
+    r.stdout = String::new();
+    r.stderr = String::new();
+    r.diff = r.diff.map(|_| "(hidden by no_log)".to_owned());
+    r
+}
+
+/// How the exec of a script ended, shared by all its steps, and each step's share of the
+/// time.
 struct Ended<'e> {
     status: Option<&'e ExitStatus>,
     error: Option<&'e TransportError>,
     duration: Duration,
+}
+
+impl<'e> Ended<'e> {
+    fn judged(&self) -> super::decide::Ended<'e> {
+        super::decide::Ended {
+            status: self.status,
+            error: self.error,
+        }
+    }
 }
 
 #[allow(clippy::large_enum_variant)] // built once per task and consumed at once

@@ -5,6 +5,7 @@
 //! at once plug in through [`ClusterRunner`].
 
 pub mod batch;
+mod decide;
 pub(crate) mod host;
 mod outcome;
 mod play;

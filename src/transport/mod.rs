@@ -107,11 +107,20 @@ pub enum TransportError {
     },
     #[error("connection to {target} lost: {reason}")]
     Disconnected { target: String, reason: String },
+    /// The host's lock no longer carries this run's token (the run was paused past
+    /// `lock_stale_after` and someone broke it): the step was refused before it started.
+    #[error("lock lost on `{host}`: another run holds it now; the step was not started")]
+    LockLost { host: String },
     #[error("{0}")]
     Other(String),
 }
 
 impl TransportError {
+    /// The step was fenced off: this run no longer holds the host's lock.
+    pub fn is_lock_lost(&self) -> bool {
+        matches!(self, TransportError::LockLost { .. })
+    }
+
     /// Unknown or changed host keys: reported together before any work, exit 3.
     pub fn is_host_key_problem(&self) -> bool {
         matches!(
