@@ -7,6 +7,7 @@ mod dtr;
 mod foundation;
 mod life_cycle;
 mod lock;
+mod module_graph;
 mod pipeline;
 mod reports;
 mod run;
