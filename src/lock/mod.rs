@@ -468,7 +468,7 @@ async fn heartbeat(
                 cluster: settings.cluster.clone(),
                 state: LockState::Lost,
                 detail: format!(
-                    "the lock was broken by someone else on {}; no new work is started",
+                    "lock lost: it was broken by someone else on {}; no new work is started",
                     lost.join(", ")
                 ),
                 hosts: lost,
