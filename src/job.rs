@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diag::Diagnostics;
 use crate::engine::{self, Interrupt, RunOptions, RunOutcome};
 use crate::error::Error;
 use crate::inventory::Inventory;
@@ -13,7 +12,7 @@ use crate::report::event::{Event, TaskReport};
 use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::HumanReporter;
 use crate::transport::ConnectOptions;
-use crate::{extra_vars, settings, validate};
+use crate::{extra_vars, validate};
 
 /// What the command line says about a run, before anything is loaded.
 #[derive(Debug, Clone, Default)]
@@ -69,8 +68,7 @@ impl Job {
         if !problems.is_empty() {
             return Err(problems.into());
         }
-        let cache =
-            settings::CacheSettings::from_inventory(&inventory).map_err(Diagnostics::from)?;
+        let cache = inventory.settings.cache();
         let opts = RunOptions {
             forks: spec.forks.max(1),
             check: spec.check,

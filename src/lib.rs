@@ -5,12 +5,14 @@
 
 pub mod app;
 pub mod audit;
+pub mod bytesize;
 pub mod cache;
 pub mod cache_command;
 pub mod cli;
 pub mod context;
 pub mod diag;
 pub mod dtr;
+pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod extra_vars;

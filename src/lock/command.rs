@@ -82,8 +82,7 @@ pub async fn run(args: &LockArgs, interactive: bool) -> Result<CommandOutput, Er
         | LockAction::Release { target: t, .. } => t,
     };
     let inventory = Inventory::load(&target.inventory)?;
-    let settings =
-        LockSettings::from_inventory(&inventory).map_err(|e| Error::Refused(e.to_string()))?;
+    let settings = LockSettings::from_inventory(&inventory);
     let (hosts, unreachable) = connect(
         &inventory,
         target.limit.as_deref(),

@@ -24,7 +24,7 @@ use crate::report::event::{Event, LockState};
 use crate::transport::{ExecRequest, Session};
 
 pub use info::{Found, LockInfo, machine, who};
-pub use settings::{LockSettings, RemotePath, SettingsError};
+pub use settings::{LockSettings, RemotePath};
 
 use script::Reply;
 
@@ -47,8 +47,6 @@ pub struct LockOptions {
 /// Why the lock could not be taken. Every one refuses the run before any change (exit 3).
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
     #[error("{}", held_message(cluster, holders, *stale_after, waited, inventory))]
     Held {
         cluster: String,
@@ -332,7 +330,7 @@ pub async fn acquire_for_run(
     if opts.check || sessions.is_empty() {
         return Ok(None);
     }
-    let settings = LockSettings::from_inventory(inventory)?;
+    let settings = LockSettings::from_inventory(inventory);
     let info = LockInfo::new(
         &settings.cluster,
         Some(playbook.path.display().to_string()),
