@@ -37,8 +37,8 @@ pub enum DurationError {
     Malformed { text: String },
     #[error("`{text}` is too long to be a duration")]
     Overflow { text: String },
-    /// A duration below what the setting needs; `reason` says why.
-    #[error("`{text}` is too short: it must be at least {min}; {reason}", min = crate::duration::format(*min))]
+    /// A duration below what the setting needs; [`DurationError::hint`] gives `reason`.
+    #[error("`{text}` is too short: the minimum is {min}", min = crate::duration::format(*min))]
     TooShort {
         text: String,
         min: Duration,
@@ -47,6 +47,14 @@ pub enum DurationError {
 }
 
 impl DurationError {
+    /// Why a minimum exists, for a hint under the message.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            DurationError::TooShort { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
     /// The error for a bare number written where a duration belongs (a TOML integer).
     pub fn bare_number(n: i64) -> Self {
         let text = n.to_string();
@@ -283,11 +291,13 @@ mod tests {
             parse_at_least("10s", min, "why"),
             Ok(Duration::from_secs(10))
         );
-        let e = parse_at_least(" 1s", min, "heartbeats need time").map_err(|e| e.to_string());
+        let e = parse_at_least(" 1s", min, "heartbeats need time");
         assert_eq!(
-            e,
-            Err("`1s` is too short: it must be at least 10s; heartbeats need time".to_owned())
+            e.as_ref().map_err(ToString::to_string),
+            Err("`1s` is too short: the minimum is 10s".to_owned())
         );
+        assert_eq!(e.err().and_then(|e| e.hint()), Some("heartbeats need time"));
+        assert_eq!(parse("x").err().and_then(|e| e.hint()), None);
         assert!(matches!(
             parse_at_least("ten", min, "why"),
             Err(DurationError::Malformed { .. })

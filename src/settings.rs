@@ -28,12 +28,14 @@ pub const KEYS: [&str; 9] = [
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MIN_CACHE_TTL: Duration = Duration::from_secs(1);
 pub const MIN_CACHE_TTL_REASON: &str = "to keep no cache at all, write cache = \"off\"";
+pub const OUTPUT_LIMIT_REASON: &str = "less would cut even a short error message; more is held \
+    in memory for every host at once";
 
 pub const DEFAULT_LOCK_STALE_AFTER: Duration = Duration::from_secs(120);
 pub const MIN_LOCK_STALE_AFTER: Duration = Duration::from_secs(10);
 pub const MIN_LOCK_STALE_AFTER_REASON: &str = "a run refreshes its heartbeat every quarter of \
-    lock_stale_after, and a shorter time lets a slow link or a busy controller make a live run \
-    look dead, so that another run breaks its lock";
+    lock_stale_after; a shorter time lets a slow link or a busy controller make a live run look \
+    dead, and another run would break its lock";
 
 pub const DEFAULT_OUTPUT_LIMIT: ByteSize = ByteSize::mib(1);
 pub const MIN_OUTPUT_LIMIT: ByteSize = ByteSize::kib(1);

@@ -15,7 +15,7 @@ use crate::duration::{self, DurationError};
 use crate::settings::{
     self, CacheStore, KEYS, MAX_OUTPUT_LIMIT, MIN_CACHE_TTL, MIN_CACHE_TTL_REASON, MIN_KILL_GRACE,
     MIN_KILL_GRACE_REASON, MIN_LOCK_STALE_AFTER, MIN_LOCK_STALE_AFTER_REASON, MIN_OUTPUT_LIMIT,
-    RemotePath, Settings,
+    OUTPUT_LIMIT_REASON, RemotePath, Settings,
 };
 
 const PLACE: &str = "[settings]";
@@ -160,7 +160,16 @@ impl Reader<'_, '_> {
                 return None;
             }
         };
-        result.map_err(|e| self.invalid(item, key, e)).ok()
+        match result {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.invalid(item, key, &e);
+                if let (Some(hint), Some(last)) = (e.hint(), self.diags.0.last_mut()) {
+                    last.hint = Some(hint.to_owned());
+                }
+                None
+            }
+        }
     }
 
     fn cluster(&mut self, item: &Item<'_>) -> Option<String> {
@@ -196,11 +205,11 @@ impl Reader<'_, '_> {
             self.invalid(
                 item,
                 key,
-                format!(
-                    "`{size}` is outside {MIN_OUTPUT_LIMIT} to {MAX_OUTPUT_LIMIT}: less would cut \
-                     even a short error message, more is held in memory for every host at once"
-                ),
+                format!("`{size}` is outside {MIN_OUTPUT_LIMIT} to {MAX_OUTPUT_LIMIT}"),
             );
+            if let Some(last) = self.diags.0.last_mut() {
+                last.hint = Some(OUTPUT_LIMIT_REASON.to_owned());
+            }
             return None;
         }
         Some(size)
@@ -325,8 +334,8 @@ mod tests {
             ),
             (
                 "cache_ttl = \"0s\"",
-                "invalid value for \"cache_ttl\" in [settings]: `0s` is too short: it must be at \
-                 least 1s; to keep no cache at all, write cache = \"off\"",
+                "invalid value for \"cache_ttl\" in [settings]: `0s` is too short: the minimum \
+                 is 1s",
             ),
             (
                 "lock_stale_after = 90",
@@ -335,10 +344,8 @@ mod tests {
             ),
             (
                 "lock_stale_after = \"1s\"",
-                "invalid value for \"lock_stale_after\" in [settings]: `1s` is too short: it must \
-                 be at least 10s; a run refreshes its heartbeat every quarter of lock_stale_after, \
-                 and a shorter time lets a slow link or a busy controller make a live run look \
-                 dead, so that another run breaks its lock",
+                "invalid value for \"lock_stale_after\" in [settings]: `1s` is too short: the \
+                 minimum is 10s",
             ),
             (
                 "cluster = \"bad name/with slash\"",
@@ -372,8 +379,7 @@ mod tests {
             (
                 "output_limit = \"100B\"",
                 "invalid value for \"output_limit\" in [settings]: `100B` is outside 1KiB to \
-                 1GiB: less would cut even a short error message, more is held in memory for \
-                 every host at once",
+                 1GiB",
             ),
             (
                 "connect_concurrency = 0",
@@ -387,9 +393,8 @@ mod tests {
             ),
             (
                 "kill_grace = \"500ms\"",
-                "invalid value for \"kill_grace\" in [settings]: `500ms` is too short: it must be \
-                 at least 1s; a command needs a moment after SIGTERM to clean up before it is \
-                 killed",
+                "invalid value for \"kill_grace\" in [settings]: `500ms` is too short: the minimum \
+                 is 1s",
             ),
         ] {
             let shown = one_error(line);
@@ -405,6 +410,22 @@ mod tests {
             };
             assert!(
                 shown.contains(&format!("--> inv/staging.toml:2:{column}\n")),
+                "{line}: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn minimums_say_why() {
+        for (line, reason) in [
+            ("lock_stale_after = \"9s\"", MIN_LOCK_STALE_AFTER_REASON),
+            ("cache_ttl = \"0s\"", MIN_CACHE_TTL_REASON),
+            ("kill_grace = \"0s\"", MIN_KILL_GRACE_REASON),
+            ("output_limit = \"2GiB\"", OUTPUT_LIMIT_REASON),
+        ] {
+            let shown = one_error(line);
+            assert!(
+                shown.ends_with(&format!("\n  = hint: {reason}")),
                 "{line}: {shown}"
             );
         }
