@@ -170,7 +170,10 @@ mod tests {
             ),
             ("lots", "`lots` is not a size like \"512KiB\" or \"1MiB\""),
             ("", "`` is not a size like \"512KiB\" or \"1MiB\""),
-            ("1.5MiB", "`1.5MiB` is not a size like \"512KiB\" or \"1MiB\""),
+            (
+                "1.5MiB",
+                "`1.5MiB` is not a size like \"512KiB\" or \"1MiB\"",
+            ),
             ("-1KiB", "`-1KiB` is not a size like \"512KiB\" or \"1MiB\""),
             ("17179869184GiB", "`17179869184GiB` is too large"),
         ] {

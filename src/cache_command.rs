@@ -4,8 +4,8 @@ use crate::cache::{Backend, LocalStore};
 use crate::cli::{CacheAction, CacheArgs};
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
-use crate::transport::Session;
 use crate::secrets;
+use crate::transport::Session;
 
 /// `capstan cache show|clear`: the local store's files, or each host's remote store.
 pub fn run(args: &CacheArgs) -> Result<i32, Error> {

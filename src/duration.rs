@@ -28,10 +28,15 @@ pub enum DurationError {
     /// `90`, or `1h30`: a number with no unit.
     #[error("`{text}` has no unit: write {}", suggest_unit(text, number))]
     NoUnit { text: String, number: String },
-    #[error("`{text}` has an unknown unit `{unit}`: use d, h, m, s or ms{}", unit_hint(unit))]
+    #[error(
+        "`{text}` has an unknown unit `{unit}`: use d, h, m, s or ms{}",
+        unit_hint(unit)
+    )]
     UnknownUnit { text: String, unit: String },
     /// `30m1h`, `1m1m`: units out of order or repeated.
-    #[error("`{text}` repeats a unit or puts a smaller one first: write the largest first, like \"1h30m\"")]
+    #[error(
+        "`{text}` repeats a unit or puts a smaller one first: write the largest first, like \"1h30m\""
+    )]
     Order { text: String },
     #[error("`{text}` is not {EXAMPLES}")]
     Malformed { text: String },
@@ -106,8 +111,10 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         }
         let (number, after) = rest.split_at(digits);
         let after = after.trim_start();
-        let letters =
-            after.len() - after.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+        let letters = after.len()
+            - after
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
         let (unit, after) = after.split_at(letters);
         if unit.is_empty() {
             return Err(if after.is_empty() {
@@ -199,11 +206,7 @@ mod tests {
             ("10m0s", 600 * S),
             ("007s", 7 * S),
         ] {
-            assert_eq!(
-                parse(text),
-                Ok(Duration::from_millis(millis)),
-                "{text:?}"
-            );
+            assert_eq!(parse(text), Ok(Duration::from_millis(millis)), "{text:?}");
         }
     }
 

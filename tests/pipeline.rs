@@ -80,7 +80,7 @@ fn a_killed_holder_leaves_a_stale_lock_that_can_be_broken() {
     let fleet = Fleet::start(2);
     let p = project(
         &fleet,
-        "[settings]\ncluster = \"prod\"\nlock_stale_after = \"2s\"\n",
+        "[settings]\ncluster = \"prod\"\nlock_stale_after = \"10s\"\n",
         SLOW,
     );
     let args = run_args(&fleet, &["--no-cache"]);

@@ -75,12 +75,22 @@ fn project(text: &str, witness: &Witness) -> Project {
 
 fn commands(p: &Project) -> [(&'static str, Outcome); 3] {
     let run = |extra: &[&str]| {
-        let mut args = vec!["run", "site.toml", "-i", "inventory.toml", "-F", "ssh_config"];
+        let mut args = vec![
+            "run",
+            "site.toml",
+            "-i",
+            "inventory.toml",
+            "-F",
+            "ssh_config",
+        ];
         args.extend_from_slice(extra);
         p.run(&args)
     };
     [
-        ("validate", p.run(&["validate", "-i", "inventory.toml", "site.toml"])),
+        (
+            "validate",
+            p.run(&["validate", "-i", "inventory.toml", "site.toml"]),
+        ),
         ("run --check", run(&["--check"])),
         ("run", run(&[])),
     ]
@@ -89,7 +99,11 @@ fn commands(p: &Project) -> [(&'static str, Outcome); 3] {
 #[test]
 fn every_settings_mistake_is_refused_alike_before_connecting() {
     let files = settings_corpus();
-    assert!(files.len() >= 9, "only {} settings corpus files", files.len());
+    assert!(
+        files.len() >= 9,
+        "only {} settings corpus files",
+        files.len()
+    );
     let witness = Witness::new();
     let mut failures = Vec::new();
     for file in &files {
@@ -133,4 +147,59 @@ fn without_the_mistake_the_run_connects() {
         "no connection seen:\n{}",
         run.all()
     );
+}
+
+/// The command line, the inventory and the playbook read durations by the same rule: a bare
+/// number is refused with the same words wherever it is written.
+#[test]
+fn a_duration_without_a_unit_is_refused_everywhere() {
+    let witness = Witness::new();
+    let p = project("[defaults]\ncommand_timeout = \"1h30\"\n", &witness);
+    let message = "`1h30` has no unit: write the unit of `30`, like \"1h30m\" or \"1h30s\"";
+
+    let flag = p.run(&["lock", "acquire", "-i", "inventory.toml", "--wait", "1h30"]);
+    flag.code(1);
+    assert!(
+        flag.stderr.starts_with(&format!(
+            "error: invalid value '1h30' for '--wait <DURATION>': {message}\n"
+        )),
+        "{}",
+        flag.stderr
+    );
+
+    let inventory = p.run(&["validate", "-i", "inventory.toml", "site.toml"]);
+    inventory.code(3);
+    assert!(
+        inventory.stderr.starts_with(&format!(
+            "error: invalid value for \"command_timeout\" in [defaults]: {message}\n  --> inventory.toml:2:19\n"
+        )),
+        "{}",
+        inventory.stderr
+    );
+
+    p.file(
+        "inventory.toml",
+        &format!("[hosts.web-1]\nport = {}\n", witness.port()),
+    );
+    p.file(
+        "site.toml",
+        "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\nname = \"wait\"\ncommand = \"true\"\ntimeout = \"1h30\"\n",
+    );
+    let playbook = p.run(&[
+        "run",
+        "site.toml",
+        "-i",
+        "inventory.toml",
+        "-F",
+        "ssh_config",
+    ]);
+    playbook.code(3);
+    assert!(
+        playbook.stderr.starts_with(&format!(
+            "error: key \"timeout\" in task \"wait\": {message}\n  --> site.toml:6:11\n"
+        )),
+        "{}",
+        playbook.stderr
+    );
+    assert_eq!(witness.connections(), 0);
 }

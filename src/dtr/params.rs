@@ -177,9 +177,9 @@ fn render_one(
             _ => return Err(bad("true or false")),
         },
         ParamType::Count => Val::Count(text.parse().map_err(|_| bad("a whole number"))?),
-        ParamType::Duration => Val::Duration(
-            crate::duration::parse(text).map_err(|e| format!("{what}: {e}"))?,
-        ),
+        ParamType::Duration => {
+            Val::Duration(crate::duration::parse(text).map_err(|e| format!("{what}: {e}"))?)
+        }
         ParamType::List => Val::List(split_list(text)),
         ParamType::Table => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(map)) => Val::Table(map),

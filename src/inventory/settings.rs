@@ -253,10 +253,13 @@ mod tests {
         let env = |_: &str| None;
         let input = Input::file(Path::new("inv/staging.toml"), source, &env);
         let doc = DeTable::parse(source).unwrap_or_else(|e| panic!("{e}"));
-        let table = doc.get_ref().get("settings").and_then(|v| match v.get_ref() {
-            DeValue::Table(t) => Some(t.clone()),
-            _ => None,
-        });
+        let table = doc
+            .get_ref()
+            .get("settings")
+            .and_then(|v| match v.get_ref() {
+                DeValue::Table(t) => Some(t.clone()),
+                _ => None,
+            });
         let mut diags = Diagnostics::default();
         let settings = read(&input, table.as_ref(), &mut diags);
         diags
@@ -286,7 +289,10 @@ mod tests {
         assert_eq!(s.cache().store, CacheStore::Remote);
         assert_eq!(s.cache().ttl, Duration::from_secs(5400));
         assert_eq!(s.cluster(), "dtr-prod");
-        assert_eq!(s.lock_dir().map(|p| p.shell.as_str()), Some("\"$HOME\"/locks"));
+        assert_eq!(
+            s.lock_dir().map(|p| p.shell.as_str()),
+            Some("\"$HOME\"/locks")
+        );
         assert_eq!(
             s.audit_log().map(|p| p.shell.as_str()),
             Some("/var/log/capstan.jsonl")
@@ -457,10 +463,13 @@ mod tests {
         let read_at = |path: &str, source: &str| {
             let input = Input::file(Path::new(path), source, &env);
             let doc = DeTable::parse(source).unwrap_or_else(|e| panic!("{e}"));
-            let table = doc.get_ref().get("settings").and_then(|v| match v.get_ref() {
-                DeValue::Table(t) => Some(t.clone()),
-                _ => None,
-            });
+            let table = doc
+                .get_ref()
+                .get("settings")
+                .and_then(|v| match v.get_ref() {
+                    DeValue::Table(t) => Some(t.clone()),
+                    _ => None,
+                });
             let mut diags = Diagnostics::default();
             let s = read(&input, table.as_ref(), &mut diags);
             diags.into_result(s).map_err(|d| d.to_string())
