@@ -77,7 +77,7 @@ pub enum ByteSizeError {
 
 impl ByteSizeError {
     /// The error for a bare number written where a size belongs (a TOML integer).
-    pub fn bare_number(n: i64) -> Self {
+    pub fn bare_number(n: impl std::fmt::Display) -> Self {
         ByteSizeError::NoUnit {
             text: n.to_string(),
         }

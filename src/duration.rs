@@ -18,7 +18,7 @@ const UNITS: [(&str, u64); 5] = [
 ];
 
 /// How a duration is written, for messages: `a duration like "90s", "2m" or "1h30m"`.
-pub const EXAMPLES: &str = "a duration like \"90s\", \"2m\" or \"1h30m\"";
+pub(crate) const EXAMPLES: &str = "a duration like \"90s\", \"2m\" or \"1h30m\"";
 
 /// Why a text is not a duration. Each message quotes the text and says how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,7 +61,7 @@ impl DurationError {
     }
 
     /// The error for a bare number written where a duration belongs (a TOML integer).
-    pub fn bare_number(n: i64) -> Self {
+    pub fn bare_number(n: impl std::fmt::Display) -> Self {
         let text = n.to_string();
         DurationError::NoUnit {
             number: text.clone(),
@@ -151,7 +151,7 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
 ///
 /// # Errors
 /// As [`parse`], and [`DurationError::TooShort`].
-pub fn parse_at_least(
+pub(crate) fn parse_at_least(
     text: &str,
     min: Duration,
     reason: &'static str,

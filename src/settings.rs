@@ -12,7 +12,7 @@ use crate::bytesize::ByteSize;
 use crate::template::shell_quote;
 
 /// Every key `[settings]` accepts, in the order the README lists them.
-pub const KEYS: [&str; 9] = [
+pub(crate) const KEYS: [&str; 9] = [
     "cache",
     "cache_ttl",
     "cluster",
@@ -25,27 +25,27 @@ pub const KEYS: [&str; 9] = [
 ];
 
 /// Default lifetime of a cache entry.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const MIN_CACHE_TTL: Duration = Duration::from_secs(1);
-pub const MIN_CACHE_TTL_REASON: &str = "to keep no cache at all, write cache = \"off\"";
-pub const OUTPUT_LIMIT_REASON: &str = "less would cut even a short error message; more is held \
+pub(crate) const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MIN_CACHE_TTL: Duration = Duration::from_secs(1);
+pub(crate) const MIN_CACHE_TTL_REASON: &str = "to keep no cache at all, write cache = \"off\"";
+pub(crate) const OUTPUT_LIMIT_REASON: &str = "less would cut even a short error message; more is held \
     in memory for every host at once";
 
-pub const DEFAULT_LOCK_STALE_AFTER: Duration = Duration::from_secs(120);
-pub const MIN_LOCK_STALE_AFTER: Duration = Duration::from_secs(10);
-pub const MIN_LOCK_STALE_AFTER_REASON: &str = "a run refreshes its heartbeat every quarter of \
+pub(crate) const DEFAULT_LOCK_STALE_AFTER: Duration = Duration::from_secs(120);
+pub(crate) const MIN_LOCK_STALE_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const MIN_LOCK_STALE_AFTER_REASON: &str = "a run refreshes its heartbeat every quarter of \
     lock_stale_after; a shorter time lets a slow link or a busy controller make a live run look \
     dead, and another run would break its lock";
 
-pub const DEFAULT_OUTPUT_LIMIT: ByteSize = ByteSize::mib(1);
-pub const MIN_OUTPUT_LIMIT: ByteSize = ByteSize::kib(1);
-pub const MAX_OUTPUT_LIMIT: ByteSize = ByteSize::gib(1);
+pub(crate) const DEFAULT_OUTPUT_LIMIT: ByteSize = ByteSize::mib(1);
+pub(crate) const MIN_OUTPUT_LIMIT: ByteSize = ByteSize::kib(1);
+pub(crate) const MAX_OUTPUT_LIMIT: ByteSize = ByteSize::gib(1);
 
-pub const DEFAULT_CONNECT_CONCURRENCY: usize = 100;
+pub(crate) const DEFAULT_CONNECT_CONCURRENCY: usize = 100;
 
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
-pub const MIN_KILL_GRACE: Duration = Duration::from_secs(1);
-pub const MIN_KILL_GRACE_REASON: &str =
+pub(crate) const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const MIN_KILL_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const MIN_KILL_GRACE_REASON: &str =
     "a command needs a moment after SIGTERM to clean up before it is killed";
 
 /// Where the per-host result cache lives.
@@ -60,7 +60,7 @@ pub enum CacheStore {
 }
 
 impl CacheStore {
-    pub const NAMES: [(&'static str, CacheStore); 3] = [
+    pub(crate) const NAMES: [(&'static str, CacheStore); 3] = [
         ("local", CacheStore::Local),
         ("remote", CacheStore::Remote),
         ("off", CacheStore::Off),
@@ -173,7 +173,7 @@ impl Settings {
         self.lock_stale_after
     }
 
-    /// How much of one command's stdout (and of its stderr) is kept (default 1MiB).
+    /// The most output capstan keeps from one command (default 1MiB).
     pub fn output_limit(&self) -> ByteSize {
         self.output_limit
     }
@@ -196,7 +196,7 @@ impl Settings {
 }
 
 /// `.capstan/` beside the inventory file: the local cache, last-run records, audit log.
-pub fn state_dir(inventory_path: &Path) -> PathBuf {
+pub(crate) fn state_dir(inventory_path: &Path) -> PathBuf {
     inventory_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -213,7 +213,7 @@ fn file_stem(path: &Path) -> String {
 ///
 /// # Errors
 /// The name is empty, starts with `.`, or holds anything but letters, digits, `.`, `_`, `-`.
-pub fn check_cluster_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_cluster_name(name: &str) -> Result<(), String> {
     let plain = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));

@@ -228,7 +228,8 @@ impl Reader<'_, '_, '_> {
         let parsed = match item.get_ref() {
             DeValue::String(text) => duration::parse(text),
             DeValue::Integer(n) => Err(DurationError::bare_number(
-                i64::from_str_radix(n.as_str(), n.radix()).unwrap_or(i64::MAX),
+                i64::from_str_radix(n.as_str(), n.radix())
+                    .map_or_else(|_| n.as_str().to_owned(), |n| n.to_string()),
             )),
             _ => {
                 self.wrong_type(item, duration::EXAMPLES);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeInteger, DeTable, DeValue};
 
 use super::input::Input;
 use super::value::{Item, Key, entries, kind};
@@ -154,7 +154,7 @@ impl Reader<'_, '_> {
     ) -> Option<Duration> {
         let result = match item.get_ref() {
             DeValue::String(text) => duration::parse_at_least(text, min, reason),
-            DeValue::Integer(_) => Err(DurationError::bare_number(integer(item).unwrap_or(0))),
+            DeValue::Integer(n) => Err(DurationError::bare_number(as_written(n))),
             _ => {
                 self.wrong_type(item, key, duration::EXAMPLES);
                 return None;
@@ -194,7 +194,7 @@ impl Reader<'_, '_> {
         let key = "output_limit";
         let size = match item.get_ref() {
             DeValue::String(text) => bytesize::parse(text),
-            DeValue::Integer(_) => Err(ByteSizeError::bare_number(integer(item).unwrap_or(0))),
+            DeValue::Integer(n) => Err(ByteSizeError::bare_number(as_written(n))),
             _ => {
                 self.wrong_type(item, key, "a size like \"512KiB\" or \"1MiB\"");
                 return None;
@@ -238,9 +238,15 @@ impl Reader<'_, '_> {
 /// The value of an integer item in any radix, or `None` for anything else (or too large).
 fn integer(item: &Item<'_>) -> Option<i64> {
     match item.get_ref() {
-        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+        DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix()).ok(),
         _ => None,
     }
+}
+
+/// An integer's value, or its digits when it does not fit in 64 bits.
+fn as_written(n: &DeInteger) -> String {
+    i64::from_str_radix(n.as_str(), n.radix())
+        .map_or_else(|_| n.as_str().to_owned(), |n| n.to_string())
 }
 
 #[cfg(test)]
