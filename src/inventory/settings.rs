@@ -255,9 +255,10 @@ mod tests {
 
     use super::*;
 
-    fn load(source: &str) -> Result<Settings, Vec<String>> {
+    /// The settings of inventory `source` read from `path`, or each problem as shown.
+    fn read_at(path: &str, source: &str) -> Result<Settings, Vec<String>> {
         let env = |_: &str| None;
-        let input = Input::file(Path::new("inv/staging.toml"), source, &env);
+        let input = Input::file(Path::new(path), source, &env);
         let doc = DeTable::parse(source).unwrap_or_else(|e| panic!("{e}"));
         let table = doc
             .get_ref()
@@ -271,6 +272,10 @@ mod tests {
         diags
             .into_result(settings)
             .map_err(|d| d.0.into_iter().map(|d| d.to_string()).collect())
+    }
+
+    fn load(source: &str) -> Result<Settings, Vec<String>> {
+        read_at("inv/staging.toml", source)
     }
 
     fn one_error(line: &str) -> String {
@@ -465,28 +470,15 @@ mod tests {
 
     #[test]
     fn an_unusable_file_stem_needs_a_cluster_name() {
-        let env = |_: &str| None;
-        let read_at = |path: &str, source: &str| {
-            let input = Input::file(Path::new(path), source, &env);
-            let doc = DeTable::parse(source).unwrap_or_else(|e| panic!("{e}"));
-            let table = doc
-                .get_ref()
-                .get("settings")
-                .and_then(|v| match v.get_ref() {
-                    DeValue::Table(t) => Some(t.clone()),
-                    _ => None,
-                });
-            let mut diags = Diagnostics::default();
-            let s = read(&input, table.as_ref(), &mut diags);
-            diags.into_result(s).map_err(|d| d.to_string())
-        };
-        let err = read_at("my inventory.toml", "").err().unwrap_or_default();
+        let errs = read_at("my inventory.toml", "").err().unwrap_or_default();
         assert_eq!(
-            err,
-            "error: the inventory's file name names its cluster lock, and `my inventory` cannot \
-             name a cluster lock: use letters, digits, `.`, `_` and `-`, not starting with `.`\n  \
-             --> my inventory.toml\n  = hint: name the cluster in [settings], e.g. cluster = \
-             \"dtr-prod\"\n"
+            errs,
+            [
+                "error: the inventory's file name names its cluster lock, and `my inventory` cannot \
+              name a cluster lock: use letters, digits, `.`, `_` and `-`, not starting with `.`\n  \
+              --> my inventory.toml\n  = hint: name the cluster in [settings], e.g. cluster = \
+              \"dtr-prod\""
+            ]
         );
         let named = read_at("my inventory.toml", "[settings]\ncluster = \"prod\"\n");
         assert_eq!(named.map(|s| s.cluster().to_owned()), Ok("prod".to_owned()));
