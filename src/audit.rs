@@ -232,8 +232,7 @@ pub async fn command(args: &AuditRequest) -> Result<AuditOutput, Error> {
     let mut warnings = Vec::new();
     let mut logs = Vec::new();
     if args.remote {
-        let settings = crate::lock::LockSettings::from_inventory(&inventory)
-            .map_err(|e| Error::Refused(e.to_string()))?;
+        let settings = crate::lock::LockSettings::from_inventory(&inventory);
         let (targets, unreachable) =
             crate::lock::command::connect(&inventory, args.limit.as_deref(), &args.connect).await?;
         for (host, why) in unreachable {

@@ -322,6 +322,7 @@ pub struct AuditArgs {
     pub ssh: SshArgs,
 }
 
+/// Durations on the command line follow the same rule as everywhere else.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. `90s`, `10m`, `1h`)"))
+    crate::duration::parse(s).map_err(|e| e.to_string())
 }

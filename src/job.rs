@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diag::Diagnostics;
 use crate::engine::{Interrupt, RunOptions};
 use crate::error::Error;
 use crate::inventory::Inventory;
@@ -15,7 +14,7 @@ use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::HumanReporter;
 use crate::stop::StopLevel;
 use crate::transport::ConnectOptions;
-use crate::{extra_vars, settings, validate};
+use crate::{extra_vars, validate};
 
 /// What the command line says about a run, before anything is loaded.
 #[derive(Debug, Clone, Default)]
@@ -72,8 +71,7 @@ impl Job {
         if !problems.is_empty() {
             return Err(problems.into());
         }
-        let cache =
-            settings::CacheSettings::from_inventory(&inventory).map_err(Diagnostics::from)?;
+        let cache = inventory.settings.cache();
         let opts = RunOptions {
             forks: spec.forks.max(1),
             check: spec.check,
@@ -87,7 +85,8 @@ impl Job {
             templates_dir: templates,
             cache,
             no_cache: spec.no_cache,
-            kill_grace: crate::stop::DEFAULT_KILL_GRACE,
+            kill_grace: inventory.settings.kill_grace(),
+            connect_concurrency: inventory.settings.connect_concurrency(),
         };
         Ok(Job {
             spec,

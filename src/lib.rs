@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod bytesize;
 pub mod cache;
 pub mod cli;
 pub(crate) mod command;
@@ -12,6 +13,7 @@ pub(crate) mod connect;
 pub mod context;
 pub mod diag;
 pub mod dtr;
+pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod extra_vars;

@@ -136,7 +136,12 @@ async fn connect(
     outcome: &mut RunOutcome,
     emit: &impl Fn(Event),
 ) -> Result<BTreeMap<String, Arc<Session>>, RunError> {
-    let connected = crate::connect::all(targets, &inputs.opts.connect, inputs.opts.forks).await;
+    let connected = crate::connect::all(
+        targets,
+        &inputs.opts.connect,
+        inputs.opts.connect_concurrency,
+    )
+    .await;
     for (name, (session, elapsed)) in &connected.sessions {
         emit(Event::Connected {
             host: name.clone(),

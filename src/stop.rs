@@ -4,11 +4,6 @@
 //! its audit record and its lock release.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
-
-/// How long running commands get between TERM and KILL after the first stop request, unless
-/// `[settings] kill_grace` says otherwise.
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// How far a stop has gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -35,6 +35,13 @@ pub fn check_playbook(
         }
         None => None,
     };
+    if inventory.hosts.is_empty() {
+        found.plain(Diagnostic::in_file(
+            inventory.path.clone(),
+            "the inventory has no host; nothing to run on",
+        ));
+    }
+    let mut any_host = false;
     for play in &playbook.plays {
         check_expressions(&templates, playbook, play, &mut found);
         for d in crate::dtr::validate::check_play(inventory, playbook, play) {
@@ -59,6 +66,18 @@ pub fn check_playbook(
                 continue;
             }
         };
+        if hosts.is_empty() && !inventory.hosts.is_empty() {
+            let message = format!(
+                "play \"{}\": host pattern \"{}\" matches no host",
+                play.name, play.hosts
+            );
+            found.plain(match play.field_spans.get("hosts") {
+                Some(span) => playbook.diagnostic(span.clone(), message),
+                None => {
+                    Diagnostic::at_line(&playbook.path, &playbook.source, play.line, 1, message)
+                }
+            });
+        }
         for host in hosts {
             if limit_hosts
                 .as_ref()
@@ -66,10 +85,27 @@ pub fn check_playbook(
             {
                 continue;
             }
+            any_host = true;
             check_host(
                 inventory, playbook, play, host, extra, &templates, &mut found,
             );
         }
+    }
+    if let (Some(limit), Some(_), false) = (limit, &limit_hosts, any_host)
+        && !playbook.plays.is_empty()
+    {
+        found.plain(Diagnostic::in_file(
+            "--limit",
+            format!(
+                "--limit \"{limit}\" leaves no host to run on (the plays target: {})",
+                playbook
+                    .plays
+                    .iter()
+                    .map(|p| p.hosts.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
     }
     found.into_diagnostics()
 }

@@ -801,7 +801,7 @@ upgrade = { version = "{{ dtr_verison }}", ucp_url = "{{ ucp_url }}", ucp_userna
     for want in [
         "error: key \"until\" has no effect on the `upgrade` task \"Upgrade the DTR cluster\": a DTR task polls and verifies by itself\n  --> bad.toml:7:9",
         "error: `upgrade.version` of task \"Upgrade the DTR cluster\" line 1: undefined variable `dtr_verison` (for host dtr-1, dtr-2, dtr-3)\n  --> bad.toml:8:23",
-        "error: `upgrade.migration_poll` of task \"Upgrade the DTR cluster\" is `soon`, which is not a duration like \"30s\" or \"1h\" (for host dtr-1, dtr-2, dtr-3)",
+        "error: `upgrade.migration_poll` of task \"Upgrade the DTR cluster\": `soon` is not a duration like \"90s\", \"2m\" or \"1h30m\" (for host dtr-1, dtr-2, dtr-3)",
     ] {
         assert!(out.stderr.contains(want), "{want}\n{}", out.stderr);
     }

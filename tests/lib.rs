@@ -11,5 +11,6 @@ mod module_graph;
 mod pipeline;
 mod reports;
 mod run;
+mod settings;
 mod support;
 mod transport;

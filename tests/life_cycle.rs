@@ -35,8 +35,9 @@ fn an_empty_inventory_is_refused_before_anything_runs() {
         let out = run(&p, extra);
         out.code(3);
         assert!(
-            out.stderr
-                .contains("the inventory `inventories/local.toml` has no host; nothing to run on"),
+            out.stderr.contains(
+                "error: the inventory has no host; nothing to run on\n  --> inventories/local.toml"
+            ),
             "{}",
             out.stderr
         );
@@ -131,13 +132,25 @@ command = "echo after >> {{ host_dir }}/log"
 
     fn assert_stopped_cleanly(fleet: &Fleet, p: &Project, out: &Outcome) {
         out.code(2);
-        assert!(out.stdout.contains("RECAP"), "the recap is printed:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains("RECAP"),
+            "the recap is printed:\n{}",
+            out.stdout
+        );
         assert!(p.path("report.json").exists(), "--report is written");
         assert!(p.path("junit.xml").exists(), "--junit is written");
         for h in fleet.hosts() {
             let log = read(&h.state_dir.join("log"));
-            assert!(!log.contains("end"), "{}: the step was stopped: {log}", h.name);
-            assert!(!log.contains("after"), "{}: nothing new started: {log}", h.name);
+            assert!(
+                !log.contains("end"),
+                "{}: the step was stopped: {log}",
+                h.name
+            );
+            assert!(
+                !log.contains("after"),
+                "{}: nothing new started: {log}",
+                h.name
+            );
             assert!(
                 !h.home.join(".capstan/lock/host.lock").exists(),
                 "{}: the lock is released",
@@ -156,9 +169,17 @@ command = "echo after >> {{ host_dir }}/log"
         let child = spawn(
             &p,
             &fleet,
-            &["--report", "report.json", "--junit", "junit.xml", "--no-cache"],
+            &[
+                "--report",
+                "report.json",
+                "--junit",
+                "junit.xml",
+                "--no-cache",
+            ],
         );
-        wait_for(30, "both hosts to start the long step", || all_started(&fleet));
+        wait_for(30, "both hosts to start the long step", || {
+            all_started(&fleet)
+        });
         let t0 = Instant::now();
         signal(&child, Signal::SIGTERM);
         let out = finish(child);
@@ -185,7 +206,13 @@ command = "echo after >> {{ host_dir }}/log"
         let child = spawn(
             &p,
             &fleet,
-            &["--report", "report.json", "--junit", "junit.xml", "--no-cache"],
+            &[
+                "--report",
+                "report.json",
+                "--junit",
+                "junit.xml",
+                "--no-cache",
+            ],
         );
         wait_for(30, "the long step to start", || all_started(&fleet));
         signal(&child, Signal::SIGTERM);
@@ -201,7 +228,11 @@ command = "echo after >> {{ host_dir }}/log"
             t0.elapsed() < Duration::from_secs(20),
             "the second signal kills at once, not after kill_grace"
         );
-        assert!(out.stderr.contains("stopping now: killing"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("stopping now: killing"),
+            "{}",
+            out.stderr
+        );
         assert_stopped_cleanly(&fleet, &p, &out);
     }
 
@@ -263,7 +294,11 @@ command = "echo a2 >> {{ host_dir }}/log"
         assert!(a.all().contains("lock lost"), "{}{}", a.stdout, a.stderr);
         for h in fleet.hosts() {
             let log = read(&h.state_dir.join("log"));
-            assert!(!log.contains("a2"), "{}: the paused run started nothing more: {log}", h.name);
+            assert!(
+                !log.contains("a2"),
+                "{}: the paused run started nothing more: {log}",
+                h.name
+            );
         }
     }
 }

@@ -7,7 +7,12 @@ use std::path::Path;
 
 fn top_module(src: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(src).ok()?;
-    let first = rel.components().next()?.as_os_str().to_string_lossy().into_owned();
+    let first = rel
+        .components()
+        .next()?
+        .as_os_str()
+        .to_string_lossy()
+        .into_owned();
     let name = first.trim_end_matches(".rs").to_owned();
     (name != "lib" && name != "main").then_some(name)
 }
@@ -107,7 +112,9 @@ fn cycle_from(
 fn the_module_graph_has_no_cycle() {
     let edges = graph();
     assert!(
-        edges.get("engine").is_some_and(|e| e.contains_key("playbook")),
+        edges
+            .get("engine")
+            .is_some_and(|e| e.contains_key("playbook")),
         "the reader sees the engine's imports: {edges:?}"
     );
     for module in edges.keys() {
@@ -125,7 +132,17 @@ fn the_module_graph_has_no_cycle() {
 fn the_engine_knows_nothing_of_the_layers_above_it() {
     let edges = graph();
     let engine = edges.get("engine").cloned().unwrap_or_default();
-    for above in ["dtr", "lock", "audit", "plan", "orchestrator", "command", "app", "job", "cli"] {
+    for above in [
+        "dtr",
+        "lock",
+        "audit",
+        "plan",
+        "orchestrator",
+        "command",
+        "app",
+        "job",
+        "cli",
+    ] {
         assert!(
             !engine.contains_key(above),
             "engine -> {above} ({})",
@@ -137,10 +154,19 @@ fn the_engine_knows_nothing_of_the_layers_above_it() {
 #[test]
 fn a_cycle_is_seen() {
     let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    edges.entry("a".into()).or_default().insert("b".into(), "f".into());
-    edges.entry("b".into()).or_default().insert("c".into(), "f".into());
+    edges
+        .entry("a".into())
+        .or_default()
+        .insert("b".into(), "f".into());
+    edges
+        .entry("b".into())
+        .or_default()
+        .insert("c".into(), "f".into());
     assert_eq!(cycle_from(&edges, "a"), None);
-    edges.entry("c".into()).or_default().insert("a".into(), "f".into());
+    edges
+        .entry("c".into())
+        .or_default()
+        .insert("a".into(), "f".into());
     assert_eq!(
         cycle_from(&edges, "a"),
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = inv.host_json(&host.name);
             }
             let _ = inv.select("all");
-            let _ = capstan::settings::CacheSettings::from_inventory(&inv);
+            let _ = inv.settings.cache();
         }
         Err(problems) => {
             assert!(!problems.is_empty(), "refused without a problem");

@@ -4,8 +4,8 @@ use crate::cache::{Backend, LocalStore};
 use crate::cli::{CacheAction, CacheArgs};
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
+use crate::secrets;
 use crate::transport::Session;
-use crate::{secrets, settings};
 
 /// `capstan cache show|clear`: the local store's files, or each host's remote store.
 pub fn run(args: &CacheArgs) -> Result<i32, Error> {
@@ -13,8 +13,7 @@ pub fn run(args: &CacheArgs) -> Result<i32, Error> {
     let hosts = inventory
         .select(args.limit.as_deref().unwrap_or("all"))
         .map_err(|e| Error::Refused(e.to_string()))?;
-    let cache = settings::CacheSettings::from_inventory(&inventory)
-        .map_err(crate::diag::Diagnostics::from)?;
+    let cache = inventory.settings.cache();
     match Backend::from_settings(&cache) {
         Backend::Off => {
             println!("the result cache is off for this inventory ([settings] cache = \"off\")");

@@ -177,9 +177,9 @@ fn render_one(
             _ => return Err(bad("true or false")),
         },
         ParamType::Count => Val::Count(text.parse().map_err(|_| bad("a whole number"))?),
-        ParamType::Duration => Val::Duration(
-            parse_duration(text).ok_or_else(|| bad("a duration like \"30s\" or \"1h\""))?,
-        ),
+        ParamType::Duration => {
+            Val::Duration(crate::duration::parse(text).map_err(|e| format!("{what}: {e}"))?)
+        }
         ParamType::List => Val::List(split_list(text)),
         ParamType::Table => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(map)) => Val::Table(map),
@@ -187,13 +187,6 @@ fn render_one(
         },
         ParamType::Command => Val::Command(source.to_owned()),
     }))
-}
-
-fn parse_duration(text: &str) -> Option<Duration> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(text).ok()
 }
 
 /// `2.6.8, 2.7.2`, `2.6.8 2.7.2` or a rendered list `["2.6.8", "2.7.2"]`.

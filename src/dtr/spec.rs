@@ -155,7 +155,7 @@ impl ParamType {
             ParamType::Pattern => "a host pattern string like \"dtr:!dtr-cache\"",
             ParamType::Bool => "true or false (or a template string rendering to one)",
             ParamType::Count => "a whole number (or a template string rendering to one)",
-            ParamType::Duration => "a duration like \"30s\" or \"1h\", or a number of seconds",
+            ParamType::Duration => crate::duration::EXAMPLES,
             ParamType::List => "a list of strings (or a template string rendering to one)",
             ParamType::Table => "a table (or a template string rendering to a JSON object)",
         }

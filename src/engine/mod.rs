@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub no_cache: bool,
     /// After the first stop request, how long running commands get between TERM and KILL.
     pub kill_grace: Duration,
+    /// Handshakes in flight at once while connecting (`[settings] connect_concurrency`).
+    pub connect_concurrency: usize,
 }
 
 /// Why the engine refused to start: the targets cannot be resolved, or are empty.

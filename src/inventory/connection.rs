@@ -11,6 +11,7 @@ use super::secret;
 use super::value::{Item, kind};
 use super::{ConnectionKind, HostKeyPolicy};
 use crate::diag::Diagnostics;
+use crate::duration::{self, DurationError};
 
 /// Every key of `[defaults]`; a host accepts these too.
 pub(crate) const KEYS: [&str; 12] = [
@@ -221,25 +222,28 @@ impl Reader<'_, '_, '_> {
         ok.then_some(out)
     }
 
+    /// A timeout, by the one rule of [`crate::duration`], longer than zero.
     fn duration(&mut self) -> Option<Duration> {
         let item = self.item;
-        let text = self.string(item, "a duration such as \"10s\" or \"30m\"")?;
-        match humantime::parse_duration(&text) {
+        let parsed = match item.get_ref() {
+            DeValue::String(text) => duration::parse(text),
+            DeValue::Integer(n) => Err(DurationError::bare_number(
+                i64::from_str_radix(n.as_str(), n.radix())
+                    .map_or_else(|_| n.as_str().to_owned(), |n| n.to_string()),
+            )),
+            _ => {
+                self.wrong_type(item, duration::EXAMPLES);
+                return None;
+            }
+        };
+        match parsed {
             Ok(d) if d.is_zero() => {
                 self.invalid(item, "a timeout must be longer than zero");
                 None
             }
             Ok(d) => Some(d),
             Err(e) => {
-                self.invalid(
-                    item,
-                    &format!(
-                        "expected a duration such as \"10s\", \"5m\" or \"1h 30m\", found \"{text}\""
-                    ),
-                );
-                if let Some(last) = self.diags.0.last_mut() {
-                    last.hint = Some(e.to_string());
-                }
+                self.invalid(item, &e.to_string());
                 None
             }
         }

@@ -4,7 +4,7 @@
 //! `vars_for` merges a host's variables by precedence (see README, "Variable precedence").
 //!
 //! Top-level tables: `[defaults]` (connection settings for every host), `[vars]`,
-//! `[settings]` (free-form, kept as written: secrets there are not resolved),
+//! `[settings]` (capstan's own settings, typed and checked: see [`crate::settings`]),
 //! `[hosts.NAME]` (`address`, `vars`, and any `[defaults]` key as an override) and
 //! `[groups.NAME]` (`hosts`, `children`, `vars`). Every table rejects unknown keys.
 //!
@@ -24,6 +24,7 @@ mod output;
 mod parse;
 pub mod pattern;
 pub(crate) mod secret;
+mod settings;
 mod tree;
 pub(crate) mod value;
 
@@ -129,8 +130,8 @@ pub struct Inventory {
     pub default_vars: Vars,
     pub hosts: IndexMap<String, Host>,
     pub groups: IndexMap<String, Group>,
-    /// Free-form `[settings]` later issues read (cache store, lock, DTR cluster facts).
-    pub settings: toml::Table,
+    /// `[settings]`, typed and checked when the inventory loads.
+    pub settings: crate::settings::Settings,
 }
 
 impl Inventory {

@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 use super::connection::{self, Connection};
 use super::input::{Env, Input};
 use super::value::{self, Item, Key, entries, kind};
-use super::{ConnectionKind, Group, Host, Inventory, tree};
+use super::{ConnectionKind, Group, Host, Inventory, settings, tree};
 use super::{closest, did_you_mean};
 use crate::diag::Diagnostics;
 use crate::vars::Vars;
@@ -72,7 +72,7 @@ impl Parser<'_> {
     fn document(&mut self, doc: &DeTable<'_>) -> Option<Inventory> {
         let mut defaults = Connection::default();
         let mut vars = Vars::new();
-        let mut settings = toml::Table::new();
+        let mut settings_table = None;
         let mut hosts = Vec::new();
         let mut groups = Vec::new();
         for (key, item) in entries(doc) {
@@ -87,11 +87,12 @@ impl Parser<'_> {
             match name {
                 "defaults" => defaults = self.defaults(table),
                 "vars" => vars = value::vars(&self.input, item, "[vars]", &mut self.diags),
-                "settings" => settings = self.settings(table),
+                "settings" => settings_table = Some(table),
                 "hosts" => hosts = self.hosts(table),
                 _ => groups = self.groups(table),
             }
         }
+        let settings = settings::read(&self.input, settings_table, &mut self.diags);
         let membership = tree::resolve(&self.input, &hosts, &groups, &mut self.diags)?;
         let hosts = hosts
             .into_iter()
@@ -177,18 +178,6 @@ impl Parser<'_> {
             }
         }
         defaults
-    }
-
-    fn settings(&mut self, table: &DeTable<'_>) -> toml::Table {
-        let mut settings = toml::Table::new();
-        for (key, item) in entries(table) {
-            let name = key.get_ref().as_ref();
-            let what = format!("\"{name}\" in [settings]");
-            if let Some(v) = value::plain(&self.input, item, &what, &mut self.diags) {
-                settings.insert(name.to_owned(), v);
-            }
-        }
-        settings
     }
 
     fn hosts(&mut self, table: &DeTable<'_>) -> Vec<RawHost> {

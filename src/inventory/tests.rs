@@ -62,7 +62,7 @@ dtr_version = "2.7.1"
 ucp_password = { env = "UCP_PASSWORD" }
 
 [settings]
-lock = { path = "/tmp/lock" }
+cluster = "dtr-prod"
 
 [hosts.bastion]
 address = "192.0.2.1"
@@ -126,7 +126,7 @@ fn applies_defaults_and_host_overrides() {
     assert!(inv.hosts["bastion"].proxy_jump.is_empty());
     assert_eq!(inv.hosts["cache-1"].address, None);
     assert_eq!(var(&inv.vars, "ucp_password"), "ucp-pa55-5d0");
-    assert!(inv.settings["lock"].is_table());
+    assert_eq!(inv.settings.cluster(), "dtr-prod");
     assert!(inv.default_vars.is_empty());
     assert_eq!(inv.groups["dtr"].children, ["dtr-cache"]);
     assert_eq!(inv.groups["dtr"].line, 42);

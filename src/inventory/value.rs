@@ -94,16 +94,6 @@ pub(crate) fn vars_table(
     out
 }
 
-/// A free-form value kept as data: secrets are not resolved.
-pub(crate) fn plain(
-    input: &Input<'_>,
-    item: &Item<'_>,
-    what: &str,
-    diags: &mut Diagnostics,
-) -> Option<toml::Value> {
-    convert(input, item, what, false, diags)
-}
-
 /// A variable's value; a table written `{ env = .. }` or `{ file = .. }` at any depth is a
 /// secret and becomes its string.
 pub(crate) fn var_value(

@@ -86,8 +86,7 @@ async fn close(targets: Vec<Target>) {
 /// Unreadable inventory or settings; `acquire` refused (held elsewhere, a host unreachable).
 pub async fn run(req: &LockRequest) -> Result<CommandOutput, Error> {
     let inventory = Inventory::load(&req.inventory)?;
-    let settings =
-        LockSettings::from_inventory(&inventory).map_err(|e| Error::Refused(e.to_string()))?;
+    let settings = LockSettings::from_inventory(&inventory);
     let (hosts, unreachable) = connect(&inventory, req.limit.as_deref(), &req.connect).await?;
     let out = match &req.action {
         LockAction::Status => Ok(status(&settings, &hosts, &unreachable).await),

@@ -23,7 +23,7 @@ use crate::stop::Interrupt;
 use crate::transport::{ExecRequest, Session};
 
 pub use info::{Found, LockInfo, machine, who};
-pub use settings::{LockSettings, RemotePath, SettingsError};
+pub use settings::{LockSettings, RemotePath};
 
 use script::Reply;
 
@@ -46,8 +46,6 @@ pub struct LockOptions {
 /// Why the lock could not be taken. Every one refuses the run before any change (exit 3).
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
     #[error("{}", held_message(cluster, holders, *stale_after, waited, inventory))]
     Held {
         cluster: String,
@@ -352,7 +350,7 @@ pub async fn acquire_for_run(
     events: &Sender<Event>,
     interrupt: &Arc<Interrupt>,
 ) -> Result<Held, LockError> {
-    let settings = LockSettings::from_inventory(inventory)?;
+    let settings = LockSettings::from_inventory(inventory);
     let info = LockInfo::new(
         &settings.cluster,
         Some(playbook.display().to_string()),

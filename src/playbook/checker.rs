@@ -164,37 +164,27 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// `"5s"`, `"2m 30s"` (humantime), or a whole number of seconds.
+    /// A duration by the one rule of [`crate::duration`]: `"5s"`, `"2m30s"`; a bare number
+    /// is refused with a hint to add a unit.
     pub fn duration(&mut self, value: &Value<'_>, key: &str, place: &str) -> Option<Duration> {
-        const EXPECTED: &str = "a duration like \"5s\" or \"2m 30s\", or a number of seconds";
-        if let Some(secs) = integer(value.get_ref()) {
-            return match u64::try_from(secs) {
-                Ok(secs) => Some(Duration::from_secs(secs)),
-                Err(_) => {
-                    self.error(
-                        value.span(),
-                        format!("key \"{key}\" in {place} must not be negative, not {secs}"),
-                    );
-                    None
+        let parsed = match value.get_ref() {
+            DeValue::String(text) => crate::duration::parse(text),
+            DeValue::Integer(_) => match integer(value.get_ref()) {
+                Some(n) => Err(crate::duration::DurationError::bare_number(n)),
+                None => {
+                    self.wrong_type(value, key, place, crate::duration::EXAMPLES);
+                    return None;
                 }
-            };
-        }
-        let DeValue::String(text) = value.get_ref() else {
-            self.wrong_type(value, key, place, EXPECTED);
-            return None;
+            },
+            _ => {
+                self.wrong_type(value, key, place, crate::duration::EXAMPLES);
+                return None;
+            }
         };
-        match humantime::parse_duration(text.trim()) {
+        match parsed {
             Ok(d) => Some(d),
             Err(e) => {
-                let hint = match e {
-                    humantime::DurationError::UnknownUnit { .. } => e.to_string(),
-                    _ => "write numbers with units, like \"90s\", \"5m\" or \"1h 30m\"".to_owned(),
-                };
-                self.error_with_hint(
-                    value.span(),
-                    format!("key \"{key}\" in {place} has \"{text}\", which is not {EXPECTED}"),
-                    hint,
-                );
+                self.error(value.span(), format!("key \"{key}\" in {place}: {e}"));
                 None
             }
         }
@@ -313,24 +303,28 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_humantime_or_seconds() {
-        let (d, _) = with_value("\"2m 30s\"", |ck, v| ck.duration(v, "delay", "task \"t\""));
+    fn durations_need_a_unit() {
+        let (d, _) = with_value("\"2m30s\"", |ck, v| ck.duration(v, "delay", "task \"t\""));
         assert_eq!(d, Some(Duration::from_secs(150)));
-        let (d, _) = with_value("7", |ck, v| ck.duration(v, "delay", "task \"t\""));
-        assert_eq!(d, Some(Duration::from_secs(7)));
-        let (d, errs) = with_value("\"5 parsecs\"", |ck, v| {
-            ck.duration(v, "delay", "task \"t\"")
-        });
-        assert_eq!(d, None);
-        assert_eq!(
-            errs,
-            [
-                "key \"delay\" in task \"t\" has \"5 parsecs\", which is not a duration like \"5s\" \
-              or \"2m 30s\", or a number of seconds"
-            ]
-        );
-        let (d, errs) = with_value("-1", |ck, v| ck.duration(v, "delay", "task \"t\""));
-        assert_eq!((d, errs.len()), (None, 1));
+        for (text, message) in [
+            (
+                "7",
+                "key \"delay\" in task \"t\": `7` has no unit: write \"7s\" for seconds or \"7m\" \
+                 for minutes",
+            ),
+            (
+                "\"5 parsecs\"",
+                "key \"delay\" in task \"t\": `5 parsecs` has an unknown unit `parsecs`: use d, h, \
+                 m, s or ms",
+            ),
+            (
+                "true",
+                "key \"delay\" in task \"t\" must be a duration like \"90s\", \"2m\" or \"1h30m\"",
+            ),
+        ] {
+            let (d, errs) = with_value(text, |ck, v| ck.duration(v, "delay", "task \"t\""));
+            assert_eq!((d, errs), (None, vec![message.to_owned()]), "{text}");
+        }
     }
 
     #[test]

@@ -304,7 +304,7 @@ tasks = [{ command = "true", retries = -1 }]
 
     #[test]
     fn tasks_may_be_written_inline() {
-        let source = "[[plays]]\nhosts = \"all\"\ntasks = [\n  { command = \"a\", timeout = 30 },\n  { command = \"b\", timeout = \"1m\" },\n]\n";
+        let source = "[[plays]]\nhosts = \"all\"\ntasks = [\n  { command = \"a\", timeout = \"30s\" },\n  { command = \"b\", timeout = \"1m\" },\n]\n";
         let pb = parse(source).unwrap_or_else(|e| panic!("{e:?}"));
         let lines: Vec<_> = pb.plays[0]
             .tasks

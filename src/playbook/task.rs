@@ -288,7 +288,7 @@ run_once = true
 become = false
 become_user = "docker"
 no_log = true
-timeout = 90
+timeout = "90s"
 "#,
         );
         let t = &got.unwrap_or_else(|e| panic!("{e:?}"))[0];
@@ -352,7 +352,7 @@ timeout = 90
     #[test]
     fn rejects_bad_common_values() {
         let got = tasks(
-            "[[plays.tasks]]\nname = \"t\"\ncommand = \"x\"\nregister = \"9lives\"\ntimeout = 0\ndelay = 5\nno_log = \"no\"\n",
+            "[[plays.tasks]]\nname = \"t\"\ncommand = \"x\"\nregister = \"9lives\"\ntimeout = \"0s\"\ndelay = \"5s\"\nno_log = \"no\"\n",
         );
         assert_eq!(
             got.err().unwrap_or_default(),
