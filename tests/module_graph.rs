@@ -57,8 +57,8 @@ fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
                         .or_insert_with(|| file.display().to_string());
                 }
                 // `use crate::{a, b}`: every name inside the braces.
-                if rest.starts_with('{') {
-                    let inner = rest[1..].split('}').next().unwrap_or_default();
+                if let Some(braced) = rest.strip_prefix('{') {
+                    let inner = braced.split('}').next().unwrap_or_default();
                     for part in inner.split(',') {
                         let name = part.trim().split("::").next().unwrap_or_default().trim();
                         if name != from && modules.contains(name) {
