@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 use minijinja::value::Value;
 
 use super::decide::{Conditions, Registered, Words, decide};
-use super::outcome::{
-    describe_change, failed, mask_json, mask_report, result_value, satisfied_note, skipped_result,
-    template_diff, with_flags,
-};
+use super::kind::{self, Change, HostKind, Kind, RenderInput, Rendered};
+use super::outcome::{failed, mask_json, mask_report, result_value, skipped_result, with_flags};
 use super::script::{Become, Script, ScriptOptions, Step, StepOutput, Verdict};
 use super::segment::cacheable;
 use super::{DEFAULT_COMMAND_TIMEOUT, Shared};
@@ -21,7 +19,7 @@ use crate::inventory::Host;
 use crate::playbook::{Action, Play, Task};
 use crate::report::event::{Event, Status, TaskReport};
 use crate::secrets;
-use crate::template::{Mode, TemplateError};
+use crate::template::TemplateError;
 use crate::transport::{ExecRequest, ExitStatus, Session, TransportError};
 
 /// A host as a play sees it.
@@ -243,7 +241,11 @@ impl<'a> HostState<'a> {
                 Err(e) => return Prep::Fail(Box::new(failed(base(), &e.message))),
             }
         }
-        let (step, shown, new_content) = match self.build_step(shared, play, task, &ctx) {
+        let Rendered {
+            step,
+            shown,
+            new_content,
+        } = match self.build_step(shared, play, task, &ctx) {
             Ok(built) => built,
             Err(e) => return Prep::Fail(Box::new(failed(base(), &e.message))),
         };
@@ -308,15 +310,8 @@ impl<'a> HostState<'a> {
         {
             names.extend(t.variables_of(field, false));
         }
-        match &task.action {
-            Action::Command(c) => names.extend(t.variables_of(c, false)),
-            Action::Template(spec) => {
-                names.extend(t.variables_of(&spec.dest, false));
-                if let Ok(src) = t.file_source(&t.dir().join(&spec.src), &spec.src) {
-                    names.extend(t.variables_of(&src, false));
-                }
-            }
-            Action::Dtr(_) => {}
+        if let Kind::Host(k) = kind::of(&task.action) {
+            names.extend(k.variables(t));
         }
         names.into_iter().find(|n| self.unknown.contains(n))
     }
@@ -327,9 +322,7 @@ impl<'a> HostState<'a> {
         play: &Play,
         task: &Task,
         ctx: &Value,
-    ) -> Result<(Step, Option<String>, Option<String>), TemplateError> {
-        let t = &shared.templates;
-        let what = |field: &str| format!("`{field}` of task \"{}\"", task.name);
+    ) -> Result<Rendered, TemplateError> {
         let escalate = if task.r#become.unwrap_or(play.r#become) {
             Some(Become {
                 user: task
@@ -342,56 +335,21 @@ impl<'a> HostState<'a> {
         } else {
             None
         };
-        let plain = |field: &str, v: &Option<String>| -> Result<Option<String>, TemplateError> {
-            v.as_ref()
-                .map(|s| t.render(&what(field), s, Mode::Path, ctx))
-                .transpose()
-        };
-        match &task.action {
-            Action::Command(cmd) => {
-                let command = t.render(&what("command"), cmd, Mode::Shell, ctx)?;
-                let unless = task
-                    .unless
-                    .as_ref()
-                    .map(|u| t.render(&what("unless"), u, Mode::Shell, ctx))
-                    .transpose()?;
-                let shown = Some(command.clone());
-                Ok((
-                    Step::Command {
-                        command,
-                        creates: plain("creates", &task.creates)?,
-                        removes: plain("removes", &task.removes)?,
-                        unless,
-                        escalate,
-                        read_only: task.changed_when.as_deref().map(str::trim) == Some("false"),
-                    },
-                    shown,
-                    None,
-                ))
-            }
-            Action::Template(spec) => {
-                let src = t.render(&what("template.src"), &spec.src, Mode::Path, ctx)?;
-                let dest = t.render(&what("template.dest"), &spec.dest, Mode::Path, ctx)?;
-                let content = t.render_file(&src, ctx)?;
-                Ok((
-                    Step::Template {
-                        dest: dest.clone(),
-                        content: content.clone(),
-                        mode: spec.mode.clone(),
-                        escalate,
-                    },
-                    Some(format!("write {dest} from {src}")),
-                    Some(content),
-                ))
-            }
-            // Cluster tasks run through `crate::dtr::run_task`, never in a host segment.
-            Action::Dtr(spec) => Err(TemplateError {
+        match kind::of(&task.action) {
+            Kind::Host(k) => k.render(&RenderInput {
+                templates: &shared.templates,
+                task,
+                ctx,
+                escalate,
+            }),
+            // Cluster tasks run through the run's `ClusterRunner`, never in a host segment.
+            Kind::Cluster => Err(TemplateError {
                 template: task.name.clone(),
                 line: None,
                 variable: None,
                 message: format!(
                     "`{}` is a cluster task and cannot run in a segment",
-                    spec.kind
+                    task.action.kind()
                 ),
             }),
         }
@@ -552,16 +510,23 @@ impl<'a> HostState<'a> {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let conditions = self.conditions(shared, task, &out.verdict, &stdout, &stderr);
-        let words = Words {
-            satisfied: match &out.verdict {
-                Verdict::Satisfied(what) => satisfied_note(what, &p.step),
-                _ => String::new(),
+        let kind = kind::of(&task.action);
+        let words = match &kind {
+            Kind::Host(k) => Words {
+                satisfied: match &out.verdict {
+                    Verdict::Satisfied(what) => k.satisfied(what, &p.step),
+                    _ => String::new(),
+                },
+                change: match &out.verdict {
+                    Verdict::WouldChange(what) | Verdict::Wrote { detail: what, .. } => {
+                        k.change(what)
+                    }
+                    _ => String::new(),
+                },
             },
-            change: match &out.verdict {
-                Verdict::WouldChange(what) | Verdict::Wrote { detail: what, .. } => {
-                    describe_change(what)
-                }
-                _ => String::new(),
+            Kind::Cluster => Words {
+                satisfied: String::new(),
+                change: String::new(),
             },
         };
         let d = decide(&out.verdict, &conditions, check, ended.judged(), &words);
@@ -578,8 +543,10 @@ impl<'a> HostState<'a> {
         if d.keep_output {
             r.stderr = stderr.clone();
         }
-        if shared.opts.diff {
-            r.diff = self.diff(shared, p, &out, &stdout, &r);
+        if shared.opts.diff
+            && let Kind::Host(k) = &kind
+        {
+            r.diff = diff(k.as_ref(), shared.opts.diff_context, p, &out, &stdout, &r);
         }
         let value = match d.registered {
             Registered::Nothing => None,
@@ -643,32 +610,6 @@ impl<'a> HostState<'a> {
         }
     }
 
-    /// `--diff`: what would run, or the file's change.
-    fn diff(
-        &self,
-        shared: &Shared<'_>,
-        p: &Prepared<'_>,
-        out: &StepOutput,
-        stdout: &str,
-        r: &TaskReport,
-    ) -> Option<String> {
-        match &out.verdict {
-            Verdict::WouldRun => r.command.as_ref().map(|c| format!("would run: {c}")),
-            Verdict::WouldChange(what)
-            | Verdict::Wrote {
-                code: 0,
-                detail: what,
-            } => template_diff(
-                shared.opts.diff_context,
-                &p.step,
-                out.has_old_content.then_some(stdout),
-                p.new_content.as_deref(),
-                what,
-            ),
-            _ => None,
-        }
-    }
-
     /// `register`: the result, or in check mode a name whose value cannot be known.
     fn register(&mut self, task: &Task, value: Option<&Value>, check: bool) {
         let Some(name) = &task.register else {
@@ -708,6 +649,34 @@ impl<'a> HostState<'a> {
                 .map(|j| mask_json(&j)),
         });
     }
+}
+
+/// `--diff`: what would run, or the file's change, as the kind shows it.
+fn diff(
+    kind: &dyn HostKind,
+    context: usize,
+    p: &Prepared<'_>,
+    out: &StepOutput,
+    stdout: &str,
+    r: &TaskReport,
+) -> Option<String> {
+    let what = match &out.verdict {
+        Verdict::WouldRun => None,
+        Verdict::WouldChange(what)
+        | Verdict::Wrote {
+            code: 0,
+            detail: what,
+        } => Some(what.as_str()),
+        _ => return None,
+    };
+    kind.diff(&Change {
+        context,
+        step: &p.step,
+        what,
+        old: out.has_old_content.then_some(stdout),
+        new: p.new_content.as_deref(),
+        shown: r.command.as_deref(),
+    })
 }
 
 /// `no_log`: the command, output and diff hidden.

@@ -7,6 +7,7 @@
 pub mod batch;
 mod decide;
 pub(crate) mod host;
+mod kind;
 mod outcome;
 mod play;
 pub mod script;

@@ -17,35 +17,6 @@ pub(super) fn mask_report(mut r: TaskReport) -> TaskReport {
     r
 }
 
-pub(super) fn satisfied_note(what: &str, step: &Step) -> String {
-    match (what, step) {
-        (
-            "creates",
-            Step::Command {
-                creates: Some(p), ..
-            },
-        ) => format!("creates: {p} exists"),
-        (
-            "removes",
-            Step::Command {
-                removes: Some(p), ..
-            },
-        ) => format!("removes: {p} does not exist"),
-        ("unless", _) => "unless: the check command succeeded".to_owned(),
-        ("same", _) => "up to date".to_owned(),
-        (other, _) => other.to_owned(),
-    }
-}
-
-pub(super) fn describe_change(what: &str) -> String {
-    match what {
-        "new" => "new file".to_owned(),
-        "content" => "content".to_owned(),
-        "mode" => "mode".to_owned(),
-        other => other.replace(',', " and "),
-    }
-}
-
 /// A unified diff of a template's destination, before → after.
 pub(super) fn template_diff(
     context: usize,

@@ -34,11 +34,10 @@ fn ends_segment(task: &Task) -> bool {
 /// (`changed_when = "false"`). Its query cannot tell whether it already ran, so it ends its
 /// segment, and is recorded as soon as it finishes.
 pub(crate) fn cacheable(task: &Task) -> bool {
-    matches!(task.action, crate::playbook::Action::Command(_))
-        && task.creates.is_none()
-        && task.removes.is_none()
-        && task.unless.is_none()
-        && task.changed_when.as_deref().map(str::trim) != Some("false")
+    match super::kind::of(&task.action) {
+        super::kind::Kind::Host(k) => k.cacheable(task),
+        super::kind::Kind::Cluster => false,
+    }
 }
 
 /// Segments for the selected tasks (`selected` holds indices into `tasks`, in order).
