@@ -28,6 +28,9 @@ use crate::transport::{ConnectOptions, Session};
 use crate::vars::Vars;
 
 pub use crate::stop::Interrupt;
+pub use play::{
+    DeclinedTasks, SelectionError, check_tags, playbook_tags, select_tasks, start_at_task,
+};
 
 /// Default timeout of one command when neither the task nor the inventory sets one.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -52,6 +55,8 @@ pub struct RunOptions {
     pub no_cache: bool,
     /// After the first stop request, how long running commands get between TERM and KILL.
     pub kill_grace: Duration,
+    /// Tasks left out by `--start-at-task` and `--step`.
+    pub declined: DeclinedTasks,
 }
 
 /// Why the engine refused to start: the targets cannot be resolved, or are empty.
