@@ -269,8 +269,11 @@ pub fn check_tags(
         if known.contains(tag.as_str()) || SPECIAL_TAGS.contains(&tag.as_str()) {
             continue;
         }
-        let candidates = known.iter().copied().chain(SPECIAL_TAGS);
-        let hint = match crate::diag::suggest(tag, candidates) {
+        let mut candidates = known.iter().copied().chain(SPECIAL_TAGS);
+        // Jaro-Winkler misses a swap in a short word (`tow` for `two`); one edit does not.
+        let closest = crate::diag::suggest(tag, candidates.clone())
+            .or_else(|| candidates.find(|k| strsim::damerau_levenshtein(tag, k) == 1));
+        let hint = match closest {
             Some(s) => format!("; did you mean \"{s}\"?"),
             None if known.is_empty() => "; it has no tags at all".to_owned(),
             None => format!(
