@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use super::run::{error_message, finish_reports, record_audit, reporters};
 use super::{ask_become_pass, connect_options, lock_options, protocol_debug};
-use crate::cli::ExecArgs;
+use crate::cli::{ExecArgs, RunOutput};
 use crate::error::Error;
 use crate::job::{Job, JobSpec};
 use crate::playbook::Playbook;
+use crate::report::json::JsonReporter;
 use crate::settings::CacheStore;
 
 /// What the lock, the audit trail and messages name as the playbook of an ad-hoc command.
@@ -40,7 +41,15 @@ pub(crate) fn run(args: &ExecArgs) -> Result<i32, Error> {
         become_password: ask_become_pass(args.ask_become_pass)?,
         ..JobSpec::default()
     };
-    let mut job = Job::with_playbook(spec, playbook)?;
+    let mut job = match Job::with_playbook(spec, playbook) {
+        Ok(job) => job,
+        Err(e) => {
+            if args.reports.output == RunOutput::Json {
+                JsonReporter::stdout().exit(e.exit_code(), Some(&error_message(&e)));
+            }
+            return Err(e);
+        }
+    };
     job.opts.cache.store = CacheStore::Off;
     // Each host's output is what the operator asked for: always shown, under its host.
     let (result, reporters) = job.execute_with(reporters(&args.reports, args.verbose.max(1), &path));

@@ -12,6 +12,7 @@ use crate::plan::{self, PlanOptions, SavedPlan};
 use crate::report::event::Status;
 use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::{HumanReporter, live_view_wanted};
+use crate::report::json::JsonReporter;
 use crate::report::summary::RunInfo;
 use crate::secrets;
 
@@ -30,6 +31,37 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     if habits.list_hosts || habits.list_tasks || habits.list_tags {
         return super::list::run(args);
     }
+    let json = args.reports.output == RunOutput::Json;
+    let job = match prepare(args) {
+        Ok(Some(job)) => job,
+        Ok(None) => return Ok(exit::SUCCESS),
+        Err(e) => {
+            // With `--output json` a refusal before the run is still the last line.
+            if json {
+                JsonReporter::stdout().exit(e.exit_code(), Some(&error_message(&e)));
+            }
+            return Err(e);
+        }
+    };
+    let (done, reporters) = execute_reported(&job, &args.reports, args.verbose)?;
+    if let Some(path) = &args.plan_out
+        && let Err(e) = write_plan(&job, &done, path, json)
+    {
+        finish_reports(reporters, &job, e.exit_code(), Some(error_message(&e)))?;
+        return Err(e);
+    }
+    let mut code = done.outcome.exit_code();
+    if args.detailed_exitcode && code == exit::SUCCESS && done.outcome.changed() {
+        code = exit::PENDING_CHANGES;
+    }
+    finish_reports(reporters, &job, code, None)?;
+    Ok(code)
+}
+
+/// Everything before the run: the spec from the flags, `--retry-failed`, the promotion gate,
+/// loading and checking the inputs, and `--step`'s questions. `None`: nothing to retry.
+fn prepare(args: &RunArgs) -> Result<Option<Job>, Error> {
+    let habits = &args.habits;
     if habits.step && !super::interactive() {
         return Err(Error::Refused(
             "--step asks before each task and needs a terminal; without one, choose the tasks \
@@ -62,7 +94,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     if args.retry_failed {
         match retry_limit(&spec, json)? {
             Some(limit) => spec.limit = Some(limit),
-            None => return Ok(exit::SUCCESS),
+            None => return Ok(None),
         }
     }
     if let Some(staging) = &args.require_converged {
@@ -72,19 +104,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     if habits.step {
         super::step::confirm_each_task(&mut job)?;
     }
-    let (done, reporters) = execute_reported(&job, &args.reports, args.verbose)?;
-    if let Some(path) = &args.plan_out
-        && let Err(e) = write_plan(&job, &done, path, json)
-    {
-        finish_reports(reporters, &job, e.exit_code(), Some(error_message(&e)))?;
-        return Err(e);
-    }
-    let mut code = done.outcome.exit_code();
-    if args.detailed_exitcode && code == exit::SUCCESS && done.outcome.changed() {
-        code = exit::PENDING_CHANGES;
-    }
-    finish_reports(reporters, &job, code, None)?;
-    Ok(code)
+    Ok(Some(job))
 }
 
 /// Runs `job` with its reporters; records the audit trail and (unless in check mode) the
