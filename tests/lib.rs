@@ -2,8 +2,10 @@
 
 mod audit;
 mod check_cache;
+mod cli_habits;
 mod ci_files;
 mod dtr;
+mod exec;
 mod foundation;
 mod life_cycle;
 mod lock;

@@ -123,9 +123,18 @@ impl Inventory {
                 .chain(self.groups.keys())
                 .map(String::as_str)
                 .collect();
+            // Jaro-Winkler misses a swap in a short name (`wbe` for `web`); one edit does not.
+            let suggestion = closest(term, &names)
+                .or_else(|| {
+                    names
+                        .iter()
+                        .copied()
+                        .find(|n| strsim::damerau_levenshtein(term, n) == 1)
+                })
+                .map(str::to_owned);
             return Err(PatternError::Unknown {
                 name: term.to_owned(),
-                suggestion: closest(term, &names).map(str::to_owned),
+                suggestion,
             });
         }
         let glob = GlobBuilder::new(term)
