@@ -154,7 +154,12 @@ pub struct RunArgs {
 #[command(next_help_heading = "As in ansible-playbook")]
 pub struct AnsibleArgs {
     /// Connect as USER on every host, whatever the inventory says
-    #[arg(short = 'u', long = "user", value_name = "USER", conflicts_with = "plan_out")]
+    #[arg(
+        short = 'u',
+        long = "user",
+        value_name = "USER",
+        conflicts_with = "plan_out"
+    )]
     pub user: Option<String>,
     /// Run every play's tasks with `become` (sudo) unless a task sets `become = false`
     #[arg(short = 'b', long = "become", conflicts_with = "plan_out")]

@@ -251,7 +251,9 @@ mod tests {
             "{err}"
         );
         assert!(
-            d.hint.as_deref().is_some_and(|h| h.starts_with("extra-vars files are TOML")),
+            d.hint
+                .as_deref()
+                .is_some_and(|h| h.starts_with("extra-vars files are TOML")),
             "{err}"
         );
     }

@@ -192,7 +192,9 @@ fn installs_checked_binary(what: &str, lines: &[String], asset: &str) {
         lines[check].contains("$CAPSTAN_SHA256"),
         "{what}: the checksum is pinned, not fetched beside the binary"
     );
-    let first_run = lines.iter().position(|l| l.trim_start().starts_with("capstan "));
+    let first_run = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("capstan "));
     assert!(
         first_run.is_none_or(|r| r > install),
         "{what}: capstan runs after it is installed"
@@ -284,7 +286,10 @@ fn github_actions_gives_each_environment_only_its_own_credentials() {
     let doc = load("ci/github-actions.yml");
     let staging_reads = inventory_env_names("inventories/staging.toml");
     let prod_reads = inventory_env_names("inventories/prod.toml");
-    assert!(staging_reads.contains("STAGING_UCP_PASSWORD"), "{staging_reads:?}");
+    assert!(
+        staging_reads.contains("STAGING_UCP_PASSWORD"),
+        "{staging_reads:?}"
+    );
     assert!(prod_reads.contains("PROD_UCP_PASSWORD"), "{prod_reads:?}");
     let mut keys = BTreeSet::new();
     for (name, _) in JOBS {
@@ -333,7 +338,10 @@ fn github_actions_gives_each_environment_only_its_own_credentials() {
     }
     assert_eq!(
         keys,
-        BTreeSet::from(["PROD_SSH_PRIVATE_KEY".into(), "STAGING_SSH_PRIVATE_KEY".into()]),
+        BTreeSet::from([
+            "PROD_SSH_PRIVATE_KEY".into(),
+            "STAGING_SSH_PRIVATE_KEY".into()
+        ]),
         "one SSH key per environment"
     );
 }
@@ -514,8 +522,14 @@ fn gitlab_ci_gives_each_environment_only_its_own_credentials() {
     for name in staging_reads.iter().chain(&prod_reads) {
         assert!(text.contains(name.as_str()), "{name} is documented");
     }
-    assert!(!variables(&text).contains("UCP_PASSWORD"), "no shared UCP_PASSWORD");
-    assert!(!variables(&text).contains("SSH_PRIVATE_KEY"), "no shared key");
+    assert!(
+        !variables(&text).contains("UCP_PASSWORD"),
+        "no shared UCP_PASSWORD"
+    );
+    assert!(
+        !variables(&text).contains("SSH_PRIVATE_KEY"),
+        "no shared key"
+    );
 }
 
 #[test]

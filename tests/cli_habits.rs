@@ -80,8 +80,16 @@ fn verbosity_counts_like_ansible() {
     let p = site();
     let out = run(&p, &["-vvv", "--no-cache"]);
     out.code(0);
-    assert!(!out.stderr.contains("cannot be used multiple times"), "{}", out.stderr);
-    assert!(out.stdout.contains("web-1 | connected in"), "-v shows connections:\n{}", out.stdout);
+    assert!(
+        !out.stderr.contains("cannot be used multiple times"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("web-1 | connected in"),
+        "-v shows connections:\n{}",
+        out.stdout
+    );
     for v in ["-v", "-vv", "--verbose"] {
         run(&p, &[v]).code(0);
     }
@@ -90,7 +98,11 @@ fn verbosity_counts_like_ansible() {
 #[test]
 fn three_vs_show_the_ssh_protocol_on_stderr() {
     let fleet = Fleet::start(1);
-    let p = project(&fleet, "", "[[plays]]\nhosts = \"all\"\ntasks = [{ command = \"true\" }]\n");
+    let p = project(
+        &fleet,
+        "",
+        "[[plays]]\nhosts = \"all\"\ntasks = [{ command = \"true\" }]\n",
+    );
     let out = run_site(&p, &fleet, &["-vvv"]);
     out.code(0);
     assert!(out.stderr.contains("debug russh"), "{}", out.stderr);
@@ -101,10 +113,18 @@ fn three_vs_show_the_ssh_protocol_on_stderr() {
 #[test]
 fn user_flag_overrides_the_inventory_user_on_every_host() {
     let fleet = Fleet::start(1);
-    let p = project(&fleet, "", "[[plays]]\nhosts = \"all\"\ntasks = [{ command = \"true\" }]\n");
+    let p = project(
+        &fleet,
+        "",
+        "[[plays]]\nhosts = \"all\"\ntasks = [{ command = \"true\" }]\n",
+    );
     let out = run_site(&p, &fleet, &["-u", "capstan-no-such-user"]);
     out.code(2);
-    assert!(out.recap("host1").contains("unreachable=1"), "{}", out.stdout);
+    assert!(
+        out.recap("host1").contains("unreachable=1"),
+        "{}",
+        out.stdout
+    );
     let log = fleet.sshd_log(0);
     assert!(
         log.contains("Invalid user capstan-no-such-user"),
@@ -224,7 +244,11 @@ fn step_asks_for_each_task_on_a_terminal() {
         text.contains("perform task \"first\" (play \"base\")? (y)es/(N)o/(c)ontinue:"),
         "{text}"
     );
-    assert_eq!(done(&p), ["db-1.third", "web-1.second", "web-2.second"], "{text}");
+    assert_eq!(
+        done(&p),
+        ["db-1.third", "web-1.second", "web-2.second"],
+        "{text}"
+    );
 }
 
 #[test]
@@ -235,13 +259,26 @@ fn become_flag_makes_every_play_become() {
         "whoami.toml",
         "[[plays]]\nhosts = \"web-1\"\ntasks = [{ name = \"who\", command = \"echo ${SUDO_USER:-none} > {{ host_dir }}/via\" }]\n",
     );
-    p.run(&["run", "whoami.toml", "-i", "inventory.toml"]).code(0);
+    p.run(&["run", "whoami.toml", "-i", "inventory.toml"])
+        .code(0);
     let via = || std::fs::read_to_string(p.path("hosts/via")).unwrap_or_default();
     assert_eq!(via().trim(), "none", "no sudo without -b");
-    let out = p.run(&["run", "whoami.toml", "-i", "inventory.toml", "-b", "--no-cache"]);
+    let out = p.run(&[
+        "run",
+        "whoami.toml",
+        "-i",
+        "inventory.toml",
+        "-b",
+        "--no-cache",
+    ]);
     if which_sudo_works() {
         out.code(0);
-        assert_ne!(via().trim(), "none", "-b ran it through sudo: {}", out.stdout);
+        assert_ne!(
+            via().trim(),
+            "none",
+            "-b ran it through sudo: {}",
+            out.stdout
+        );
     } else {
         // No passwordless sudo here: the run must at least have gone through sudo.
         assert!(out.all().contains("sudo"), "{}", out.all());
@@ -260,7 +297,10 @@ fn syntax_check_is_validate() {
     let p = site();
     let out = run(&p, &["--syntax-check"]);
     out.code(0);
-    assert_eq!(out.stdout, "ok: 1 playbook(s), 3 task(s), 3 host(s) checked\n");
+    assert_eq!(
+        out.stdout,
+        "ok: 1 playbook(s), 3 task(s), 3 host(s) checked\n"
+    );
     assert!(done(&p).is_empty(), "nothing ran");
 }
 
@@ -324,7 +364,10 @@ shell = "echo hi | wc -l"
             "unknown key \"handlers\" in play #1: handlers are not supported yet",
             "when = \"conf.changed\"",
         ),
-        ("unknown key \"gather_facts\" in play #1: capstan gathers no facts", "register"),
+        (
+            "unknown key \"gather_facts\" in play #1: capstan gathers no facts",
+            "register",
+        ),
         (
             "unknown key \"ignore_errors\" in task \"t\": capstan has no ignore_errors",
             "failed_when = \"false\"",
@@ -337,9 +380,18 @@ shell = "echo hi | wc -l"
             "unknown key \"check_mode\" in task \"t\": capstan has no per-task check mode",
             "--check",
         ),
-        ("unknown key \"loop\" in task \"t\": loops are not supported yet", "one task per item"),
-        ("unknown key \"with_items\" in task \"t\": loops are not supported yet", "for x in"),
-        ("unknown key \"notify\" in task \"t\": handlers are not supported yet", "register"),
+        (
+            "unknown key \"loop\" in task \"t\": loops are not supported yet",
+            "one task per item",
+        ),
+        (
+            "unknown key \"with_items\" in task \"t\": loops are not supported yet",
+            "for x in",
+        ),
+        (
+            "unknown key \"notify\" in task \"t\": handlers are not supported yet",
+            "register",
+        ),
         (
             "unknown key \"become_method\" in task \"t\": capstan becomes another user with sudo only",
             "become = true",
@@ -365,8 +417,16 @@ shell = "echo hi | wc -l"
         assert!(hint_line.contains(hint), "{message}: hint `{hint_line}`");
     }
     // "Did you mean" never offers a key of another concept a few letters away.
-    assert!(!out.stderr.contains("did you mean \"delay\""), "{}", out.stderr);
-    assert!(!out.stderr.contains("did you mean \"check\""), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("did you mean \"delay\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("did you mean \"check\""),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -379,12 +439,15 @@ fn typos_of_capstan_keys_still_get_did_you_mean() {
     let out = p.run(&["validate", "-i", "inventory.toml", "typo.toml"]);
     out.code(3);
     assert!(
-        out.stderr.contains("unknown key \"serail\" in play #1; did you mean \"serial\"?"),
+        out.stderr
+            .contains("unknown key \"serail\" in play #1; did you mean \"serial\"?"),
         "{}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("unknown key \"changed_wen\" in task #1 in play #1; did you mean \"changed_when\"?"),
+        out.stderr.contains(
+            "unknown key \"changed_wen\" in task #1 in play #1; did you mean \"changed_when\"?"
+        ),
         "{}",
         out.stderr
     );
@@ -430,7 +493,8 @@ fn extra_vars_files_name_their_format() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("= hint: extra-vars files are TOML: one `name = value` per line"),
+        out.stderr
+            .contains("= hint: extra-vars files are TOML: one `name = value` per line"),
         "{}",
         out.stderr
     );
@@ -446,7 +510,8 @@ fn a_filter_typo_gets_did_you_mean() {
     let out = p.run(&["validate", "-i", "inventory.toml", "filter.toml"]);
     out.code(3);
     assert!(
-        out.stderr.contains("= hint: did you mean the filter \"default\"?"),
+        out.stderr
+            .contains("= hint: did you mean the filter \"default\"?"),
         "{}",
         out.stderr
     );
@@ -478,7 +543,11 @@ fn json_output_refusals_carry_their_message_and_runs_their_path() {
 fn json_output_of_a_host_key_refusal_carries_its_message() {
     let mut fleet = Fleet::start(1);
     fleet.rotate_host_key(0);
-    let p = project(&fleet, "", "[[plays]]\nhosts = \"all\"\ntasks = [{ command = \"true\" }]\n");
+    let p = project(
+        &fleet,
+        "",
+        "[[plays]]\nhosts = \"all\"\ntasks = [{ command = \"true\" }]\n",
+    );
     let out = run_site(&p, &fleet, &["--output", "json"]);
     out.code(3);
     let last: serde_json::Value =
@@ -500,7 +569,11 @@ fn completions_and_the_manual_page_are_generated() {
         assert!(bash.stdout.contains(word), "bash completes {word}");
     }
     let script = p.file("capstan.bash", &bash.stdout);
-    let syntax = Command::new("bash").arg("-n").arg(&script).output().expect("bash runs");
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("bash runs");
     assert!(
         syntax.status.success(),
         "{}",
@@ -511,8 +584,16 @@ fn completions_and_the_manual_page_are_generated() {
     assert!(zsh.stdout.starts_with("#compdef capstan"), "{}", zsh.stdout);
     let fish = p.run(&["completions", "fish"]);
     fish.code(0);
-    assert!(fish.stdout.contains("complete -c capstan"), "{}", fish.stdout);
-    assert_eq!(p.run(&["completions", "tcsh"]).code, 1, "an unknown shell is a usage error");
+    assert!(
+        fish.stdout.contains("complete -c capstan"),
+        "{}",
+        fish.stdout
+    );
+    assert_eq!(
+        p.run(&["completions", "tcsh"]).code,
+        1,
+        "an unknown shell is a usage error"
+    );
 
     let man = p.run(&["man"]);
     man.code(0);

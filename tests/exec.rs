@@ -44,7 +44,8 @@ fn runs_on_the_matching_hosts_every_time_with_their_output_and_recap() {
     ];
     let out = p.run(&args);
     out.code(0);
-    let task = "echo hi-{{ inventory_hostname }} | tee -a {{ host_dir }}/{{ inventory_hostname }}.log";
+    let task =
+        "echo hi-{{ inventory_hostname }} | tee -a {{ host_dir }}/{{ inventory_hostname }}.log";
     for host in ["a", "b"] {
         assert_eq!(out.line(host, task), "changed");
         let mut after = out
@@ -58,7 +59,11 @@ fn runs_on_the_matching_hosts_every_time_with_their_output_and_recap() {
             "{host}'s output right under its line:\n{}",
             out.stdout
         );
-        assert!(out.recap(host).starts_with("ok=0 changed=1 failed=0"), "{}", out.stdout);
+        assert!(
+            out.recap(host).starts_with("ok=0 changed=1 failed=0"),
+            "{}",
+            out.stdout
+        );
     }
     assert!(!out.stdout.contains(" c | "), "c is not in the pattern");
     // Ad-hoc commands never come from the result cache: the second run runs again.
@@ -72,32 +77,66 @@ fn is_recorded_in_the_audit_trail_with_the_command() {
     let p = local();
     p.run(&["exec", "a", "-i", "inventories/local.toml", "--", "true"])
         .code(0);
-    let log = std::fs::read_to_string(p.path("inventories/.capstan/audit.jsonl")).unwrap_or_default();
+    let log =
+        std::fs::read_to_string(p.path("inventories/.capstan/audit.jsonl")).unwrap_or_default();
     let record: serde_json::Value =
         serde_json::from_str(log.lines().last().unwrap_or_default()).unwrap_or_default();
     assert_eq!(record["message"], "capstan exec: true", "{log}");
     assert_eq!(record["hosts"]["a"]["changed"], serde_json::json!(["true"]));
     let shown = p.run(&["audit", "-i", "inventories/local.toml"]);
-    assert!(shown.stdout.contains("\"capstan exec: true\""), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("\"capstan exec: true\""),
+        "{}",
+        shown.stdout
+    );
 }
 
 #[test]
 fn takes_the_cluster_lock() {
     let p = local();
-    p.run(&["lock", "acquire", "-i", "inventories/local.toml", "-m", "maintenance"])
-        .code(0);
-    let out = p.run(&["exec", "all", "-i", "inventories/local.toml", "--", "touch", "{{ host_dir }}/x"]);
+    p.run(&[
+        "lock",
+        "acquire",
+        "-i",
+        "inventories/local.toml",
+        "-m",
+        "maintenance",
+    ])
+    .code(0);
+    let out = p.run(&[
+        "exec",
+        "all",
+        "-i",
+        "inventories/local.toml",
+        "--",
+        "touch",
+        "{{ host_dir }}/x",
+    ]);
     out.code(3);
     assert!(out.all().contains("maintenance"), "{}", out.all());
-    assert!(!p.path("hosts/x").exists(), "nothing ran under someone else's lock");
+    assert!(
+        !p.path("hosts/x").exists(),
+        "nothing ran under someone else's lock"
+    );
 }
 
 #[test]
 fn a_failing_command_fails_its_host_with_its_exit_code() {
     let p = local();
     let out = p.run(&[
-        "exec", "all", "-i", "inventories/local.toml", "--output", "json", "--forks", "1",
-        "--", "test", "{{ inventory_hostname }}", "!=", "b",
+        "exec",
+        "all",
+        "-i",
+        "inventories/local.toml",
+        "--output",
+        "json",
+        "--forks",
+        "1",
+        "--",
+        "test",
+        "{{ inventory_hostname }}",
+        "!=",
+        "b",
     ]);
     out.code(2);
     let results: Vec<serde_json::Value> = out
@@ -128,13 +167,18 @@ fn bad_patterns_and_empty_commands_are_refused() {
     let out = p.run(&["exec", "wbe", "-i", "inventories/local.toml", "--", "true"]);
     out.code(3);
     assert!(
-        out.stderr.contains("unknown host or group \"wbe\"; did you mean \"web\"?"),
+        out.stderr
+            .contains("unknown host or group \"wbe\"; did you mean \"web\"?"),
         "{}",
         out.stderr
     );
     let out = p.run(&["exec", "all", "-i", "inventories/local.toml", "--", ""]);
     out.code(3);
-    assert!(out.stderr.contains("the command after `--` is empty"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the command after `--` is empty"),
+        "{}",
+        out.stderr
+    );
     let out = p.run(&["exec", "all", "-i", "inventories/local.toml", "true"]);
     assert_eq!(out.code, 1, "the command goes after `--`: {}", out.stderr);
 }
@@ -171,6 +215,15 @@ fn over_ssh_it_runs_only_on_the_pattern_with_host_keys_checked() {
     fleet.rotate_host_key(1);
     let out = exec("all", &[]);
     out.code(3);
-    assert!(out.stderr.contains("has CHANGED") || out.stdout.contains("has CHANGED"), "{}", out.all());
-    assert!(fleet.hosts().iter().all(|h| !h.state_dir.join("exec").exists()));
+    assert!(
+        out.stderr.contains("has CHANGED") || out.stdout.contains("has CHANGED"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        fleet
+            .hosts()
+            .iter()
+            .all(|h| !h.state_dir.join("exec").exists())
+    );
 }

@@ -2,8 +2,8 @@
 
 mod audit;
 mod check_cache;
-mod cli_habits;
 mod ci_files;
+mod cli_habits;
 mod dtr;
 mod exec;
 mod foundation;

@@ -30,7 +30,8 @@ pub(crate) fn run(args: &ExecArgs) -> Result<i32, Error> {
     let path = PathBuf::from(EXEC_PLAYBOOK);
     let playbook = ad_hoc_playbook(&path, args, &command)?;
     let mut lock = lock_options(&args.lock);
-    lock.message.get_or_insert_with(|| format!("capstan exec: {command}"));
+    lock.message
+        .get_or_insert_with(|| format!("capstan exec: {command}"));
     let spec = JobSpec {
         playbook: path.clone(),
         inventory: args.inventory.clone(),
@@ -52,7 +53,8 @@ pub(crate) fn run(args: &ExecArgs) -> Result<i32, Error> {
     };
     job.opts.cache.store = CacheStore::Off;
     // Each host's output is what the operator asked for: always shown, under its host.
-    let (result, reporters) = job.execute_with(reporters(&args.reports, args.verbose.max(1), &path));
+    let (result, reporters) =
+        job.execute_with(reporters(&args.reports, args.verbose.max(1), &path));
     let done = match result {
         Ok(done) => done,
         Err(e) => {
@@ -111,8 +113,18 @@ mod tests {
     #[test]
     fn builds_one_play_with_one_command_task() {
         let args = exec_args(&[
-            "web:!web-2", "-i", "inv.toml", "-b", "--become-user", "app", "--timeout", "90s",
-            "--", "echo", "\"quoted\"", "it's",
+            "web:!web-2",
+            "-i",
+            "inv.toml",
+            "-b",
+            "--become-user",
+            "app",
+            "--timeout",
+            "90s",
+            "--",
+            "echo",
+            "\"quoted\"",
+            "it's",
         ]);
         let command = args.command.join(" ");
         let pb = ad_hoc_playbook(Path::new(EXEC_PLAYBOOK), &args, &command)

@@ -15,8 +15,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     engine::check_tags(&playbook, &args.tags, &args.skip_tags)
         .map_err(|e| Error::Refused(e.to_string()))?;
     let declined = match &habits.start_at_task {
-        Some(name) => engine::start_at_task(&playbook, name)
-            .map_err(|e| Error::Refused(e.to_string()))?,
+        Some(name) => {
+            engine::start_at_task(&playbook, name).map_err(|e| Error::Refused(e.to_string()))?
+        }
         None => DeclinedTasks::default(),
     };
     let hosts: Vec<Vec<String>> = if habits.list_hosts {

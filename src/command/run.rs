@@ -226,12 +226,7 @@ fn retry_limit(spec: &JobSpec, json: bool) -> Result<Option<String>, Error> {
 }
 
 /// The promotion gate: the same playbook, in check mode, must find `staging` converged.
-fn require_converged(
-    spec: &JobSpec,
-    staging: &Path,
-    verbose: u8,
-    json: bool,
-) -> Result<(), Error> {
+fn require_converged(spec: &JobSpec, staging: &Path, verbose: u8, json: bool) -> Result<(), Error> {
     let gate = JobSpec {
         inventory: staging.to_path_buf(),
         limit: None,

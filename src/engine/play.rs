@@ -245,7 +245,11 @@ pub fn playbook_tags(playbook: &Playbook) -> BTreeSet<&str> {
     playbook
         .plays
         .iter()
-        .flat_map(|p| p.tags.iter().chain(p.tasks.iter().flat_map(|t| t.tags.iter())))
+        .flat_map(|p| {
+            p.tags
+                .iter()
+                .chain(p.tasks.iter().flat_map(|t| t.tags.iter()))
+        })
         .map(String::as_str)
         .collect()
 }
@@ -339,5 +343,82 @@ fn variables_failure(play: &Play, host: &Host, why: &str) -> TaskReport {
         stderr: String::new(),
         diff: None,
         duration: std::time::Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const TWO_PLAYS: &str = r#"
+[[plays]]
+hosts = "all"
+tags = ["base"]
+tasks = [
+  { name = "a", command = "true", tags = ["one"] },
+  { name = "b", command = "true", tags = ["never"] },
+]
+[[plays]]
+hosts = "all"
+tasks = [{ name = "c", command = "true" }, { name = "b", command = "true" }]
+"#;
+
+    fn playbook() -> Playbook {
+        Playbook::parse(Path::new("p.toml"), TWO_PLAYS.to_owned()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn selected(pb: &Playbook, tags: &[&str], declined: &DeclinedTasks) -> Vec<Vec<usize>> {
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        pb.plays
+            .iter()
+            .map(|p| select_tasks(p, &tags, &[], declined))
+            .collect()
+    }
+
+    #[test]
+    fn start_at_task_leaves_out_everything_before_the_first_of_that_name() {
+        let pb = playbook();
+        let declined = start_at_task(&pb, "c").unwrap_or_default();
+        assert_eq!(selected(&pb, &[], &declined), [vec![], vec![0, 1]]);
+        let declined = start_at_task(&pb, "b").unwrap_or_default();
+        assert_eq!(
+            selected(&pb, &["all", "never"], &declined),
+            [vec![1], vec![0, 1]],
+            "the first \"b\" is where the run starts"
+        );
+        assert_eq!(
+            start_at_task(&pb, "d").map_err(|e| e.to_string()),
+            Err("--start-at-task: the playbook has no task called \"d\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn plays_built_in_code_are_never_left_out() {
+        let mut play = Play::new("p", "all");
+        play.tasks.push(Task::new(
+            "t",
+            crate::playbook::Action::Command("true".into()),
+        ));
+        let mut declined = DeclinedTasks::default();
+        assert!(!declined.decline(&play, 0));
+        assert!(declined.is_empty());
+        assert_eq!(select_tasks(&play, &[], &[], &declined), [0]);
+    }
+
+    #[test]
+    fn tags_are_checked_against_the_playbook_and_the_special_ones() {
+        let pb = playbook();
+        let tags = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(check_tags(&pb, &tags(&["one", "base", "all", "always", "never"]), &[]).is_ok());
+        assert_eq!(
+            check_tags(&pb, &[], &tags(&["oen"])).map_err(|e| e.to_string()),
+            Err("--skip-tags: the playbook has no tag \"oen\"; did you mean \"one\"?".to_owned())
+        );
+        assert_eq!(
+            playbook_tags(&pb).into_iter().collect::<Vec<_>>(),
+            ["base", "never", "one"]
+        );
     }
 }

@@ -283,7 +283,14 @@ mod tests {
     #[test]
     fn globs_with_brackets_still_select() {
         assert_eq!(select("node[34]").unwrap_or_default(), ["node3", "node4"]);
-        assert_eq!(select("node[3]:web").unwrap_or_default(), ["node3", "web-1", "web-2"]);
-        assert!(select("db[0]").unwrap_err().contains("matches no host or group"));
+        assert_eq!(
+            select("node[3]:web").unwrap_or_default(),
+            ["node3", "web-1", "web-2"]
+        );
+        assert!(
+            select("db[0]")
+                .unwrap_err()
+                .contains("matches no host or group")
+        );
     }
 }

@@ -276,14 +276,25 @@ const ANSIBLE_KEYS: &[(&[&str], Instead)] = &[
         },
     ),
     (
-        &["shell", "ansible.builtin.shell", "ansible.builtin.command", "raw"],
+        &[
+            "shell",
+            "ansible.builtin.shell",
+            "ansible.builtin.command",
+            "raw",
+        ],
         Instead {
             what: "capstan's action for this is \"command\"",
             hint: "write command = \"...\": it runs through the host's login shell, so pipes, redirections and && work",
         },
     ),
     (
-        &["roles", "include_role", "import_role", "include_tasks", "import_tasks"],
+        &[
+            "roles",
+            "include_role",
+            "import_role",
+            "include_tasks",
+            "import_tasks",
+        ],
         Instead {
             what: "capstan has no roles and does not include task files",
             hint: "write the tasks in the play; shared steps can go in a playbook of their own, run with its own `capstan run`, or in a play of the same playbook",
@@ -311,7 +322,15 @@ const ANSIBLE_KEYS: &[(&[&str], Instead)] = &[
         },
     ),
     (
-        &["with_items", "with_list", "with_dict", "with_fileglob", "with_sequence", "loop", "loop_control"],
+        &[
+            "with_items",
+            "with_list",
+            "with_dict",
+            "with_fileglob",
+            "with_sequence",
+            "loop",
+            "loop_control",
+        ],
         Instead {
             what: "loops are not supported yet",
             hint: "meanwhile write one task per item, or loop in the command itself: command = \"for x in a b c; do ...; done\"",
@@ -381,7 +400,18 @@ const ANSIBLE_KEYS: &[(&[&str], Instead)] = &[
         },
     ),
     (
-        &["copy", "file", "lineinfile", "service", "systemd", "apt", "yum", "dnf", "package", "debug"],
+        &[
+            "copy",
+            "file",
+            "lineinfile",
+            "service",
+            "systemd",
+            "apt",
+            "yum",
+            "dnf",
+            "package",
+            "debug",
+        ],
         Instead {
             what: "capstan has no such action",
             hint: "render files with template = { src, dest, mode }; do the rest with command, guarded by creates, removes or unless so that it stays idempotent",
@@ -529,10 +559,20 @@ mod tests {
 
     #[test]
     fn typos_are_suggested_and_other_concepts_are_not() {
-        let known = ["hosts", "serial", "delay", "check", "retries", "become_user"];
+        let known = [
+            "hosts",
+            "serial",
+            "delay",
+            "check",
+            "retries",
+            "become_user",
+        ];
         assert_eq!(typo_of("serail", known), "; did you mean \"serial\"?");
         assert_eq!(typo_of("hots", known), "; did you mean \"hosts\"?");
-        assert_eq!(typo_of("become_usr", known), "; did you mean \"become_user\"?");
+        assert_eq!(
+            typo_of("become_usr", known),
+            "; did you mean \"become_user\"?"
+        );
         assert_eq!(typo_of("delegate_to", known), "");
         assert_eq!(typo_of("check_mode", known), "");
         assert_eq!(typo_of("checks_x", known), "");

@@ -180,7 +180,10 @@ pub(crate) fn task_json(r: &TaskReport) -> Value {
     if let Value::Object(map) = &mut v {
         let (code, detail) = exit_fields(r.exit.as_deref());
         map.insert("exit".into(), code.map_or(Value::Null, Value::from));
-        map.insert("exit_detail".into(), detail.map_or(Value::Null, Value::from));
+        map.insert(
+            "exit_detail".into(),
+            detail.map_or(Value::Null, Value::from),
+        );
         map.insert("changed".into(), (r.status == Status::Changed).into());
         let summary = r.diff.as_deref().map(|d| {
             let (added, removed) = diff_counts(d);
@@ -358,7 +361,10 @@ mod tests {
         let t = with_exit(Some("timed out after 5s"));
         assert_eq!(t["exit_detail"], "timed out after 5s");
         let t = with_exit(None);
-        assert_eq!((&t["exit"], &t["exit_detail"]), (&Value::Null, &Value::Null));
+        assert_eq!(
+            (&t["exit"], &t["exit_detail"]),
+            (&Value::Null, &Value::Null)
+        );
     }
 
     #[test]
