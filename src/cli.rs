@@ -137,8 +137,8 @@ pub struct RunArgs {
     /// Directory of template files [default: `templates/` beside the playbook]
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
-    /// More output, as Ansible's -v: `-v` each task's stdout and connection times; `-vv`
-    /// also the rendered commands and timing details; `-vvv` also the SSH protocol on stderr
+    /// More output, counted as Ansible counts it: `-v` (and `-vv`) each task's stdout and
+    /// connection times; `-vvv` also the SSH library's debug log on stderr
     #[arg(short = 'v', long, action = ArgAction::Count)]
     pub verbose: u8,
     #[command(flatten)]

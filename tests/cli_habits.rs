@@ -536,7 +536,7 @@ fn json_output_refusals_carry_their_message_and_runs_their_path() {
         serde_json::from_str(out.stdout.lines().next().unwrap_or_default()).unwrap_or_default();
     assert_eq!(first["event"], "run_started");
     assert_eq!(first["playbook"], "site.toml");
-    assert_eq!(first["name"], "site");
+    assert_eq!(first["playbook_name"], "site");
 }
 
 #[test]

@@ -13,7 +13,8 @@ use crate::secrets;
 /// Writes events as JSON lines.
 pub struct JsonReporter<W: Write> {
     out: W,
-    /// The playbook's path, given as `run_started.playbook` (its name goes in `name`).
+    /// The playbook's path, given as `run_started.playbook` (its name in `playbook_name`, as
+    /// in the `--report` summary).
     playbook_path: Option<String>,
 }
 
@@ -43,7 +44,7 @@ impl<W: Write> JsonReporter<W> {
                 && let Some(path) = &self.playbook_path
             {
                 let name = body.insert("playbook".into(), path.as_str().into());
-                body.insert("name".into(), name.unwrap_or(Value::Null));
+                body.insert("playbook_name".into(), name.unwrap_or(Value::Null));
             }
             self.line(kind, body);
         }
@@ -379,7 +380,7 @@ mod tests {
             });
         let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
         assert_eq!(v["playbook"], "playbooks/site.toml");
-        assert_eq!(v["name"], "site");
+        assert_eq!(v["playbook_name"], "site");
     }
 
     #[test]
