@@ -582,7 +582,8 @@ fn release_builds_static_binaries_for_both_architectures_and_checksums_them() {
     let script = strings(&build["steps"]).join("\n");
     for needed in [
         "build --release --locked --target ${{ matrix.target }}",
-        "grep -q \"statically linked\"",
+        "grep -Eq \"statically linked|static-pie linked\"",
+        "! readelf --program-headers \"$bin\" | grep -q INTERP",
         "sha256sum \"capstan-${{ matrix.target }}\" > \"capstan-${{ matrix.target }}.sha256\"",
     ] {
         assert!(script.contains(needed), "the build runs `{needed}`");
