@@ -19,6 +19,9 @@ pub fn run() -> i32 {
                 exit::SUCCESS
             };
             let _ = e.print();
+            if let Some(hint) = crate::cli::ansible_flag_hint(&e) {
+                eprintln!("\nnote: {hint}");
+            }
             return code;
         }
     };

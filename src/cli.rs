@@ -421,3 +421,77 @@ pub struct AuditArgs {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. `90s`, `10m`, `1h`)"))
 }
+
+/// `ansible-playbook` and `ansible` flags capstan does not take, with what to use instead.
+const ANSIBLE_FLAGS: &[(&[&str], &str)] = &[
+    (
+        &["--become-method"],
+        "capstan becomes another user with sudo only: -b, or become = true in the playbook",
+    ),
+    (
+        &["--become-user"],
+        "with `run`, write become_user in the play or task; `capstan exec` takes --become-user",
+    ),
+    (
+        &["-k", "--ask-pass"],
+        "for password logins set password = { env = \"SSH_PASSWORD\" } in the inventory",
+    ),
+    (
+        &["--private-key", "--key-file"],
+        "set identity_file under [defaults] or on the host in the inventory",
+    ),
+    (
+        &["-c", "--connection"],
+        "set connection = \"ssh\" or \"local\" in the inventory",
+    ),
+    (
+        &["-T", "--timeout"],
+        "set connect_timeout (and command_timeout) in the inventory; a task takes timeout",
+    ),
+    (
+        &[
+            "--vault-password-file",
+            "--ask-vault-pass",
+            "--vault-id",
+            "-J",
+        ],
+        "capstan has no vault: secrets come from the environment, { env = \"NAME\" } in the inventory",
+    ),
+    (
+        &["--flush-cache"],
+        "--no-cache runs everything again; `capstan cache clear` forgets recorded results",
+    ),
+    (&["--force-handlers"], "handlers are not supported yet"),
+    (
+        &["-a", "--args", "--module-name", "-M", "--module-path"],
+        "capstan has no modules; an ad-hoc command goes after `--`: capstan exec PATTERN -i INVENTORY -- COMMAND",
+    ),
+    (
+        &[
+            "--ssh-common-args",
+            "--ssh-extra-args",
+            "--scp-extra-args",
+            "--sftp-extra-args",
+        ],
+        "SSH options come from the inventory and from an ssh_config file (-F)",
+    ),
+    (&["--inventory-file"], "the inventory is -i FILE (TOML)"),
+];
+
+/// What to use instead of an Ansible flag clap refused as unknown, for the line after
+/// clap's own error.
+#[must_use]
+pub fn ansible_flag_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split_once('=').map_or(arg.as_str(), |(f, _)| f);
+    ANSIBLE_FLAGS
+        .iter()
+        .find(|(flags, _)| flags.contains(&flag))
+        .map(|(_, instead)| format!("`{flag}` is Ansible's; capstan does not take it: {instead}"))
+}

@@ -611,3 +611,37 @@ fn completions_and_the_manual_page_are_generated() {
         String::from_utf8_lossy(&rendered.stderr)
     );
 }
+
+#[test]
+fn ansible_flags_capstan_does_not_take_say_what_to_use_instead() {
+    let p = site();
+    for (flag, instead) in [
+        (
+            "--become-method=su",
+            "capstan becomes another user with sudo only",
+        ),
+        ("--ask-vault-pass", "capstan has no vault"),
+        ("--private-key", "set identity_file"),
+        ("--flush-cache", "--no-cache"),
+    ] {
+        let out = run(&p, &[flag]);
+        out.code(1);
+        let name = flag.split('=').next().unwrap_or(flag);
+        assert!(
+            out.stderr.contains(&format!(
+                "note: `{name}` is Ansible's; capstan does not take it: {instead}"
+            )),
+            "{flag}:\n{}",
+            out.stderr
+        );
+    }
+    let out = p.run(&["exec", "all", "-i", "inventory.toml", "-a", "uptime"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains(
+            "an ad-hoc command goes after `--`: capstan exec PATTERN -i INVENTORY -- COMMAND"
+        ),
+        "{}",
+        out.stderr
+    );
+}
