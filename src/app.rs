@@ -19,6 +19,9 @@ pub fn run() -> i32 {
                 exit::SUCCESS
             };
             let _ = e.print();
+            if let Some(hint) = crate::cli::ansible_flag_hint(&e) {
+                eprintln!("\nnote: {hint}");
+            }
             return code;
         }
     };
@@ -34,6 +37,9 @@ pub fn run() -> i32 {
 fn execute(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Run(args) => command::run::run(&args),
+        Command::Exec(args) => command::exec::run(&args),
+        Command::Completions(args) => command::completions::completions(args.shell),
+        Command::Man => command::completions::man(),
         Command::Validate(args) => command::validate::run(&args),
         Command::Inventory(args) => command::inventory::run(&args),
         Command::UpgradePath(args) => command::upgrade_path::run(&args),

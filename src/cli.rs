@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// Lines of context around each change in `--diff` unless `--diff-context` says otherwise.
 pub const DEFAULT_DIFF_CONTEXT: usize = 3;
@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a playbook against an inventory
     Run(Box<RunArgs>),
+    /// Run one command on the hosts PATTERN matches: `capstan exec web -i inv.toml -- uptime`
+    Exec(Box<ExecArgs>),
     /// Check inventory and playbooks offline: syntax, keys, hosts, templates, variables
     Validate(ValidateArgs),
     /// Show the inventory: hosts with merged variables, or the group tree
@@ -44,6 +46,17 @@ pub enum Command {
     /// Judge a DTR upgrade FROM -> TO by the upgrade table, or plan the hops over the
     /// available versions
     UpgradePath(UpgradePathArgs),
+    /// Print a shell completion script: `capstan completions bash > /etc/bash_completion.d/capstan`
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `capstan man > capstan.1`
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -124,9 +137,92 @@ pub struct RunArgs {
     /// Directory of template files [default: `templates/` beside the playbook]
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
-    /// Also print each task's stdout and connection times
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
+    /// More output, counted as Ansible counts it: `-v` (and `-vv`) each task's stdout and
+    /// connection times; `-vvv` also the SSH library's debug log on stderr
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
+    #[command(flatten)]
+    pub habits: AnsibleArgs,
+    #[command(flatten)]
+    pub reports: ReportArgs,
+    #[command(flatten)]
+    pub lock: RunLockArgs,
+}
+
+/// Flags that mean what they mean to `ansible-playbook`.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "As in ansible-playbook")]
+pub struct AnsibleArgs {
+    /// Connect as USER on every host, whatever the inventory says
+    #[arg(
+        short = 'u',
+        long = "user",
+        value_name = "USER",
+        conflicts_with = "plan_out"
+    )]
+    pub user: Option<String>,
+    /// Run every play's tasks with `become` (sudo) unless a task sets `become = false`
+    #[arg(short = 'b', long = "become", conflicts_with = "plan_out")]
+    pub r#become: bool,
+    /// Ask for the sudo password on the terminal (for every host)
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    /// Print the hosts each play would run on, and exit (nothing is contacted)
+    #[arg(long)]
+    pub list_hosts: bool,
+    /// Print the tasks that would run, with their tags, and exit (nothing is contacted)
+    #[arg(long)]
+    pub list_tasks: bool,
+    /// Print every tag of the playbook, and exit (nothing is contacted)
+    #[arg(long)]
+    pub list_tags: bool,
+    /// Start at the first task called NAME; the tasks (and plays) before it do not run
+    #[arg(long, value_name = "NAME", conflicts_with = "plan_out")]
+    pub start_at_task: Option<String>,
+    /// Confirm each task on the terminal before the run starts: yes, no, or continue
+    /// with all the rest
+    #[arg(long, conflicts_with = "plan_out")]
+    pub step: bool,
+    /// Check the inventory and playbook offline and exit: the same as `capstan validate`
+    #[arg(long)]
+    pub syntax_check: bool,
+}
+
+/// `capstan exec`: one command, ad hoc, on the hosts a pattern matches.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The hosts: names, groups, globs, `!exclude`, `&intersect`, comma lists
+    pub pattern: String,
+    /// The inventory (TOML)
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// The command, after `--`; its words are joined with spaces and run by the host's
+    /// shell, as `ssh host COMMAND...` does
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Hosts worked on in parallel
+    #[arg(short = 'f', long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+    /// Run the command with sudo
+    #[arg(short = 'b', long = "become")]
+    pub r#become: bool,
+    /// Run it as this user (with --become) instead of root
+    #[arg(long, value_name = "USER", requires = "become")]
+    pub become_user: Option<String>,
+    /// Ask for the sudo password on the terminal (for every host)
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    /// Connect as USER on every host, whatever the inventory says
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// Stop the command after this long (e.g. `30s`) [default: the inventory's command_timeout]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// More output, as for `run` (`-vvv`: the SSH protocol on stderr)
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
     #[command(flatten)]
     pub reports: ReportArgs,
     #[command(flatten)]
@@ -188,9 +284,9 @@ pub struct ApplyArgs {
     pub forks: u32,
     #[command(flatten)]
     pub ssh: SshArgs,
-    /// Also print each task's stdout and connection times
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
+    /// More output, as for `run`
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
     #[command(flatten)]
     pub reports: ReportArgs,
     #[command(flatten)]
@@ -325,4 +421,78 @@ pub struct AuditArgs {
 /// Durations on the command line follow the same rule as everywhere else.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// `ansible-playbook` and `ansible` flags capstan does not take, with what to use instead.
+const ANSIBLE_FLAGS: &[(&[&str], &str)] = &[
+    (
+        &["--become-method"],
+        "capstan becomes another user with sudo only: -b, or become = true in the playbook",
+    ),
+    (
+        &["--become-user"],
+        "with `run`, write become_user in the play or task; `capstan exec` takes --become-user",
+    ),
+    (
+        &["-k", "--ask-pass"],
+        "for password logins set password = { env = \"SSH_PASSWORD\" } in the inventory",
+    ),
+    (
+        &["--private-key", "--key-file"],
+        "set identity_file under [defaults] or on the host in the inventory",
+    ),
+    (
+        &["-c", "--connection"],
+        "set connection = \"ssh\" or \"local\" in the inventory",
+    ),
+    (
+        &["-T", "--timeout"],
+        "set connect_timeout (and command_timeout) in the inventory; a task takes timeout",
+    ),
+    (
+        &[
+            "--vault-password-file",
+            "--ask-vault-pass",
+            "--vault-id",
+            "-J",
+        ],
+        "capstan has no vault: secrets come from the environment, { env = \"NAME\" } in the inventory",
+    ),
+    (
+        &["--flush-cache"],
+        "--no-cache runs everything again; `capstan cache clear` forgets recorded results",
+    ),
+    (&["--force-handlers"], "handlers are not supported yet"),
+    (
+        &["-a", "--args", "--module-name", "-M", "--module-path"],
+        "capstan has no modules; an ad-hoc command goes after `--`: capstan exec PATTERN -i INVENTORY -- COMMAND",
+    ),
+    (
+        &[
+            "--ssh-common-args",
+            "--ssh-extra-args",
+            "--scp-extra-args",
+            "--sftp-extra-args",
+        ],
+        "SSH options come from the inventory and from an ssh_config file (-F)",
+    ),
+    (&["--inventory-file"], "the inventory is -i FILE (TOML)"),
+];
+
+/// What to use instead of an Ansible flag clap refused as unknown, for the line after
+/// clap's own error.
+#[must_use]
+pub fn ansible_flag_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split_once('=').map_or(arg.as_str(), |(f, _)| f);
+    ANSIBLE_FLAGS
+        .iter()
+        .find(|(flags, _)| flags.contains(&flag))
+        .map(|(_, instead)| format!("`{flag}` is Ansible's; capstan does not take it: {instead}"))
 }

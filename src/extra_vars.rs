@@ -128,11 +128,30 @@ fn from_file(arg: &str, file: &str, cwd: &Path, env: Env<'_>, diags: &mut Diagno
         }
         Err(e) => {
             let message = e.message().lines().next().unwrap_or("invalid TOML");
-            let d: Diagnostic =
-                input.error(e.span().unwrap_or(0..0), format!("syntax error: {message}"));
+            let d: Diagnostic = input
+                .error(
+                    e.span().unwrap_or(0..0),
+                    format!("syntax error: {message}{}", not_toml(&path)),
+                )
+                .with_hint(
+                    "extra-vars files are TOML: one `name = value` per line, strings in quotes \
+                     (host_dir = \"/srv/app\", replicas = 3)",
+                );
             diags.push(d);
             Vars::new()
         }
+    }
+}
+
+/// `; extra-vars files are TOML, not YAML` for a file named like another format.
+fn not_toml(path: &Path) -> String {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("yml" | "yaml") => "; extra-vars files are TOML, not YAML".to_owned(),
+        Some("json") => "; extra-vars files are TOML, not JSON".to_owned(),
+        _ => String::new(),
     }
 }
 
@@ -218,6 +237,24 @@ mod tests {
                 "invalid extra variable `-e novalue`",
                 "invalid variable name \"a.b\" in `-e a.b=1`",
             ]
+        );
+    }
+
+    #[test]
+    fn a_yaml_file_is_told_that_extra_vars_files_are_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vars.yml"), "---\nhost_dir: /srv/app\n").unwrap();
+        let err = parse_args(&["@vars.yml"], dir.path()).unwrap_err();
+        let d = &err.0[0];
+        assert!(
+            d.message.ends_with("; extra-vars files are TOML, not YAML"),
+            "{err}"
+        );
+        assert!(
+            d.hint
+                .as_deref()
+                .is_some_and(|h| h.starts_with("extra-vars files are TOML")),
+            "{err}"
         );
     }
 

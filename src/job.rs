@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::{Interrupt, RunOptions};
+use crate::engine::{DeclinedTasks, Interrupt, RunOptions, check_tags, start_at_task};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::orchestrator::{RunError, RunInputs, RunResult};
@@ -35,6 +35,24 @@ pub struct JobSpec {
     pub no_cache: bool,
     pub connect: ConnectOptions,
     pub lock: crate::lock::LockOptions,
+    /// `-u`: the user to connect as on every host.
+    pub user: Option<String>,
+    /// `-b`: every play runs with `become` (a task's own `become = false` still wins).
+    pub become_all: bool,
+    /// `-K`: the sudo password for every host, as typed.
+    pub become_password: Option<BecomePassword>,
+    /// `--start-at-task`: the tasks before the first task of this name do not run.
+    pub start_at_task: Option<String>,
+}
+
+/// A sudo password typed at `-K`'s prompt; never shown by `Debug`.
+#[derive(Clone)]
+pub struct BecomePassword(pub String);
+
+impl std::fmt::Debug for BecomePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BecomePassword(********)")
+    }
 }
 
 /// Loaded, checked inputs and options, ready to run.
@@ -55,8 +73,22 @@ pub struct Finished {
 impl Job {
     /// Loads and validates everything offline; nothing is contacted.
     pub fn load(spec: JobSpec) -> Result<Job, Error> {
-        let inventory = Inventory::load(&spec.inventory)?;
         let playbook = Playbook::load(&spec.playbook)?;
+        Self::with_playbook(spec, playbook)
+    }
+
+    /// As [`Job::load`], for a playbook already in memory (`capstan exec` builds one).
+    pub fn with_playbook(spec: JobSpec, mut playbook: Playbook) -> Result<Job, Error> {
+        let mut inventory = Inventory::load(&spec.inventory)?;
+        apply_overrides(&spec, &mut inventory, &mut playbook);
+        check_tags(&playbook, &spec.tags, &spec.skip_tags)
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        let declined = match &spec.start_at_task {
+            Some(name) => {
+                start_at_task(&playbook, name).map_err(|e| Error::Refused(e.to_string()))?
+            }
+            None => DeclinedTasks::default(),
+        };
         let cwd = std::env::current_dir()
             .map_err(|e| Error::Internal(format!("current directory: {e}")))?;
         let extra = extra_vars::parse(&spec.extra_vars, &cwd)?;
@@ -87,6 +119,7 @@ impl Job {
             no_cache: spec.no_cache,
             kill_grace: inventory.settings.kill_grace(),
             connect_concurrency: inventory.settings.connect_concurrency(),
+            declined,
         };
         Ok(Job {
             spec,
@@ -173,6 +206,24 @@ impl Job {
             listener.abort();
             result
         })
+    }
+}
+
+/// `-u`, `-b` and `-K`: what the command line says about every host and play, over what
+/// the files say.
+fn apply_overrides(spec: &JobSpec, inventory: &mut Inventory, playbook: &mut Playbook) {
+    for host in inventory.hosts.values_mut() {
+        if let Some(user) = &spec.user {
+            host.user = Some(user.clone());
+        }
+        if let Some(password) = &spec.become_password {
+            host.become_password = Some(password.0.clone());
+        }
+    }
+    if spec.become_all {
+        for play in &mut playbook.plays {
+            play.r#become = true;
+        }
     }
 }
 

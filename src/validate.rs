@@ -238,6 +238,69 @@ fn sample_result() -> Value {
     Value::from(m)
 }
 
+/// The filters a template can use: minijinja's built-in filters (its `filters` module) and
+/// capstan's own (`crate::template`). A test renders each one.
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "raw",
+    "quote",
+    "to_json",
+];
+
+/// `did you mean "default"?` for minijinja's "filter defualt is unknown".
+fn unknown_filter_hint(message: &str) -> Option<String> {
+    let (_, after) = message.split_once("filter ")?;
+    let (name, _) = after.split_once(" is unknown")?;
+    match crate::diag::suggest(name, FILTERS.iter().copied()) {
+        Some(s) => Some(format!("did you mean the filter \"{s}\"?")),
+        None => Some(format!("the filters are: {}", FILTERS.join(", "))),
+    }
+}
+
 /// Problems keyed by location and message, with the hosts each one concerns.
 #[derive(Default)]
 struct Found {
@@ -262,6 +325,11 @@ impl Found {
     fn into_diagnostics(self) -> Diagnostics {
         let mut out = Diagnostics::default();
         for (_, (mut d, hosts)) in self.problems {
+            if d.hint.is_none()
+                && let Some(hint) = unknown_filter_hint(&d.message)
+            {
+                d.hint = Some(hint);
+            }
             if !hosts.is_empty() {
                 let shown: Vec<&str> = hosts.iter().take(HOSTS_SHOWN).map(String::as_str).collect();
                 let more = hosts.len().saturating_sub(HOSTS_SHOWN);
@@ -275,5 +343,38 @@ impl Found {
             out.push(d);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_filter_exists() {
+        let t = Templates::new("/nonexistent");
+        let ctx = minijinja::context! { x => vec![1, 2] };
+        for name in FILTERS {
+            let text = format!("{{{{ x | {name} }}}}");
+            if let Err(e) = t.render("test", &text, Mode::Plain, &ctx) {
+                assert!(!e.message.contains("is unknown"), "{name}: {}", e.message);
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_typo_gets_the_closest_filter() {
+        let t = Templates::new("/nonexistent");
+        let ctx = minijinja::context! {};
+        let e = t
+            .render("test", "{{ x | defualt('a') }}", Mode::Plain, &ctx)
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert_eq!(
+            unknown_filter_hint(&e).as_deref(),
+            Some("did you mean the filter \"default\"?"),
+            "{e}"
+        );
     }
 }

@@ -3,7 +3,9 @@
 mod audit;
 mod check_cache;
 mod ci_files;
+mod cli_habits;
 mod dtr;
+mod exec;
 mod foundation;
 mod life_cycle;
 mod lock;

@@ -53,6 +53,7 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<i32, Error> {
         no_cache: false,
         connect: connect_options(&args.ssh),
         lock: lock_options(&args.lock),
+        ..JobSpec::default()
     };
     // The lock is taken first; then a check pass must find exactly the plan's decisions
     // before anything runs (see `engine::run`), so nothing can slip in between.

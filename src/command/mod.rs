@@ -4,14 +4,20 @@
 pub(crate) mod apply;
 pub(crate) mod audit;
 pub(crate) mod cache;
+pub(crate) mod completions;
+pub(crate) mod exec;
 pub(crate) mod inventory;
+mod list;
 pub(crate) mod lock;
 pub(crate) mod run;
+mod step;
 pub(crate) mod upgrade_path;
 pub(crate) mod validate;
 
 use crate::cli::{RunLockArgs, SshArgs};
 use crate::error::Error;
+use crate::job::BecomePassword;
+use crate::secrets;
 use crate::transport::ConnectOptions;
 
 pub(crate) fn interactive() -> bool {
@@ -49,4 +55,52 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// `-K`: the sudo password, asked on the terminal and masked in every output from then on.
+pub(crate) fn ask_become_pass(wanted: bool) -> Result<Option<BecomePassword>, Error> {
+    if !wanted {
+        return Ok(None);
+    }
+    if !interactive() {
+        return Err(Error::Refused(
+            "-K/--ask-become-pass asks on a terminal and there is none; without one, set \
+             `become_password = { env = \"BECOME_PASSWORD\" }` under [defaults] in the \
+             inventory and export BECOME_PASSWORD"
+                .into(),
+        ));
+    }
+    let password = rpassword::prompt_password("BECOME password: ")
+        .map_err(|e| Error::Refused(format!("-K: cannot read the password: {e}")))?;
+    if password.is_empty() {
+        return Err(Error::Refused("-K: the password is empty".into()));
+    }
+    secrets::register(&password);
+    Ok(Some(BecomePassword(password)))
+}
+
+/// `-vvv`: the SSH library's own debug log (russh logs through `log`) on stderr, masked.
+pub(crate) fn protocol_debug(verbosity: u8) {
+    if verbosity >= 3 && log::set_logger(&PROTOCOL_LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+}
+
+static PROTOCOL_LOG: ProtocolLog = ProtocolLog;
+
+struct ProtocolLog;
+
+impl log::Log for ProtocolLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Debug
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let text = record.args().to_string();
+            eprintln!("debug {}: {}", record.target(), secrets::mask(&text));
+        }
+    }
+
+    fn flush(&self) {}
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{connect_options, lock_options, say};
-use crate::cli::{ReportArgs, RunArgs, RunOutput};
+use crate::cli::{ReportArgs, RunArgs, RunOutput, ValidateArgs};
 use crate::error::{Error, exit};
 use crate::job::{Finished, Job, JobSpec};
 use crate::last_run::{self, LastRun};
@@ -12,10 +12,63 @@ use crate::plan::{self, PlanOptions, SavedPlan};
 use crate::report::event::Status;
 use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::{HumanReporter, live_view_wanted};
+use crate::report::json::JsonReporter;
 use crate::report::summary::RunInfo;
 use crate::secrets;
 
 pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
+    super::protocol_debug(args.verbose);
+    let habits = &args.habits;
+    if habits.syntax_check {
+        return super::validate::run(&ValidateArgs {
+            inventory: args.inventory.clone(),
+            playbooks: vec![args.playbook.clone()],
+            extra_vars: args.extra_vars.clone(),
+            limit: args.limit.clone(),
+            templates: args.templates.clone(),
+        });
+    }
+    if habits.list_hosts || habits.list_tasks || habits.list_tags {
+        return super::list::run(args);
+    }
+    let json = args.reports.output == RunOutput::Json;
+    let job = match prepare(args) {
+        Ok(Some(job)) => job,
+        Ok(None) => return Ok(exit::SUCCESS),
+        Err(e) => {
+            // With `--output json` a refusal before the run is still the last line.
+            if json {
+                JsonReporter::stdout().exit(e.exit_code(), Some(&error_message(&e)));
+            }
+            return Err(e);
+        }
+    };
+    let (done, reporters) = execute_reported(&job, &args.reports, args.verbose)?;
+    if let Some(path) = &args.plan_out
+        && let Err(e) = write_plan(&job, &done, path, json)
+    {
+        finish_reports(reporters, &job, e.exit_code(), Some(error_message(&e)))?;
+        return Err(e);
+    }
+    let mut code = done.outcome.exit_code();
+    if args.detailed_exitcode && code == exit::SUCCESS && done.outcome.changed() {
+        code = exit::PENDING_CHANGES;
+    }
+    finish_reports(reporters, &job, code, None)?;
+    Ok(code)
+}
+
+/// Everything before the run: the spec from the flags, `--retry-failed`, the promotion gate,
+/// loading and checking the inputs, and `--step`'s questions. `None`: nothing to retry.
+fn prepare(args: &RunArgs) -> Result<Option<Job>, Error> {
+    let habits = &args.habits;
+    if habits.step && !super::interactive() {
+        return Err(Error::Refused(
+            "--step asks before each task and needs a terminal; without one, choose the tasks \
+             with --tags, --skip-tags or --start-at-task"
+                .into(),
+        ));
+    }
     let mut spec = JobSpec {
         playbook: args.playbook.clone(),
         inventory: args.inventory.clone(),
@@ -32,31 +85,26 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
         no_cache: args.no_cache,
         connect: connect_options(&args.ssh),
         lock: lock_options(&args.lock),
+        user: habits.user.clone(),
+        become_all: habits.r#become,
+        become_password: super::ask_become_pass(habits.ask_become_pass)?,
+        start_at_task: habits.start_at_task.clone(),
     };
     let json = args.reports.output == RunOutput::Json;
     if args.retry_failed {
         match retry_limit(&spec, json)? {
             Some(limit) => spec.limit = Some(limit),
-            None => return Ok(exit::SUCCESS),
+            None => return Ok(None),
         }
     }
     if let Some(staging) = &args.require_converged {
         require_converged(&spec, staging, args.verbose, json)?;
     }
-    let job = Job::load(spec)?;
-    let (done, reporters) = execute_reported(&job, &args.reports, args.verbose)?;
-    if let Some(path) = &args.plan_out
-        && let Err(e) = write_plan(&job, &done, path, json)
-    {
-        finish_reports(reporters, &job, e.exit_code(), Some(e.to_string()))?;
-        return Err(e);
+    let mut job = Job::load(spec)?;
+    if habits.step {
+        super::step::confirm_each_task(&mut job)?;
     }
-    let mut code = done.outcome.exit_code();
-    if args.detailed_exitcode && code == exit::SUCCESS && done.outcome.changed() {
-        code = exit::PENDING_CHANGES;
-    }
-    finish_reports(reporters, &job, code, None)?;
-    Ok(code)
+    Ok(Some(job))
 }
 
 /// Runs `job` with its reporters; records the audit trail and (unless in check mode) the
@@ -64,13 +112,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
 pub(crate) fn execute_reported(
     job: &Job,
     args: &ReportArgs,
-    verbose: bool,
+    verbose: u8,
 ) -> Result<(Finished, Option<Fanout>), Error> {
-    let (result, reporters) = job.execute_with(reporters(args, verbose));
+    let (result, reporters) = job.execute_with(reporters(args, verbose, &job.spec.playbook));
     let done = match result {
         Ok(done) => done,
         Err(e) => {
-            finish_reports(reporters, job, e.exit_code(), Some(e.to_string()))?;
+            finish_reports(reporters, job, e.exit_code(), Some(error_message(&e)))?;
             return Err(e);
         }
     };
@@ -86,15 +134,25 @@ pub(crate) fn execute_reported(
 
 /// Human output unless `--output json`; JSON lines with it; the summary behind `--report`
 /// and `--junit`.
-fn reporters(args: &ReportArgs, verbose: bool) -> Fanout {
+pub(crate) fn reporters(args: &ReportArgs, verbose: u8, playbook: &Path) -> Fanout {
     let json = args.output == RunOutput::Json;
-    let human = (!json).then(|| HumanReporter::new(live_view_wanted(), verbose));
+    let human = (!json).then(|| HumanReporter::new(live_view_wanted(), verbose > 0));
     let files = ReportFiles {
         report: args.report.clone(),
         junit: args.junit.clone(),
         junit_changed_as_failure: args.junit_changed_as_failure,
     };
-    Fanout::new(human, json, files)
+    Fanout::new(human, json, files).with_playbook_path(playbook)
+}
+
+/// What an error says, for the JSON `exit` line and the report: never empty (a host-key
+/// refusal prints nothing itself, its hosts were listed as events), without `error: `.
+pub(crate) fn error_message(e: &Error) -> String {
+    match e {
+        Error::HostKeys(message) => message.clone(),
+        Error::Refused(message) | Error::Internal(message) => message.clone(),
+        Error::Input(diagnostics) => diagnostics.to_string().trim_end().to_owned(),
+    }
 }
 
 /// Writes `--report` and `--junit`, and the JSON `exit` line, once the exit code is known.
@@ -118,7 +176,7 @@ pub(crate) fn finish_reports(
 }
 
 /// Appends the run's audit record (made when the lock was released) to the local log.
-fn record_audit(job: &Job, done: &Finished) {
+pub(crate) fn record_audit(job: &Job, done: &Finished) {
     if let Some(record) = &done.audit
         && let Err(e) = crate::audit::append_local(&job.inventory.path, record)
     {
@@ -168,12 +226,7 @@ fn retry_limit(spec: &JobSpec, json: bool) -> Result<Option<String>, Error> {
 }
 
 /// The promotion gate: the same playbook, in check mode, must find `staging` converged.
-fn require_converged(
-    spec: &JobSpec,
-    staging: &Path,
-    verbose: bool,
-    json: bool,
-) -> Result<(), Error> {
+fn require_converged(spec: &JobSpec, staging: &Path, verbose: u8, json: bool) -> Result<(), Error> {
     let gate = JobSpec {
         inventory: staging.to_path_buf(),
         limit: None,
@@ -186,7 +239,7 @@ fn require_converged(
         &format!("gate: checking that `{}` has converged", staging.display()),
     );
     let job = Job::load(gate)?;
-    let done = job.execute((!json).then(|| HumanReporter::new(false, verbose)))?;
+    let done = job.execute((!json).then(|| HumanReporter::new(false, verbose > 0)))?;
     let code = done.outcome.exit_code();
     if code != exit::SUCCESS {
         return Err(Error::Refused(format!(

@@ -30,6 +30,9 @@ use crate::transport::{ConnectOptions, Session};
 use crate::vars::Vars;
 
 pub use crate::stop::Interrupt;
+pub use play::{
+    DeclinedTasks, SelectionError, check_tags, playbook_tags, select_tasks, start_at_task,
+};
 
 /// Default timeout of one command when neither the task nor the inventory sets one.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -56,6 +59,8 @@ pub struct RunOptions {
     pub kill_grace: Duration,
     /// Handshakes in flight at once while connecting (`[settings] connect_concurrency`).
     pub connect_concurrency: usize,
+    /// Tasks left out by `--start-at-task` and `--step`.
+    pub declined: DeclinedTasks,
 }
 
 /// Why the engine refused to start: the targets cannot be resolved, or are empty.

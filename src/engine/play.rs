@@ -5,7 +5,7 @@
 //! all the play's hosts), not per batch as Ansible does; `any_errors_fatal` stops the play at
 //! the first failure. Either stops the run after the current task.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -15,7 +15,7 @@ use super::host::HostState;
 use super::segment::{self, Segment};
 use super::{RunOutcome, Shared};
 use crate::inventory::Host;
-use crate::playbook::{Play, Task};
+use crate::playbook::{Play, Playbook, Task};
 use crate::report::event::{Event, Status, TaskReport};
 use crate::transport::Session;
 
@@ -54,7 +54,8 @@ pub(crate) async fn run_play(
             .collect::<Vec<()>>()
             .await;
     }
-    let selected = select_tasks(play, &shared.opts.tags, &shared.opts.skip_tags);
+    let opts = shared.opts;
+    let selected = select_tasks(play, &opts.tags, &opts.skip_tags, &opts.declined);
     let fuse = play.max_fail_percentage.is_none() && !play.any_errors_fatal;
     let segments = segment::plan(&play.tasks, &selected, fuse);
     let sizes = batch_sizes(states.len(), &play.serial);
@@ -164,17 +165,24 @@ async fn run_once(
     }
 }
 
-/// Indices of the tasks that `--tags`/`--skip-tags` select. A task's tags include its play's;
-/// `always` runs unless skipped by name; `never` runs only when asked for.
-pub(crate) fn select_tasks(play: &Play, tags: &[String], skip: &[String]) -> Vec<usize> {
+/// Indices of the tasks that `--tags`/`--skip-tags` select and that neither
+/// `--start-at-task` nor `--step` left out.
+pub fn select_tasks(
+    play: &Play,
+    tags: &[String],
+    skip: &[String],
+    declined: &DeclinedTasks,
+) -> Vec<usize> {
     play.tasks
         .iter()
         .enumerate()
-        .filter(|(_, t)| task_selected(play, t, tags, skip))
+        .filter(|(i, t)| task_selected(play, t, tags, skip) && !declined.contains(play, *i))
         .map(|(i, _)| i)
         .collect()
 }
 
+/// Whether `--tags`/`--skip-tags` select `task`. A task's tags include its play's; `always`
+/// runs unless skipped by name; `never` runs only when asked for.
 fn task_selected(play: &Play, task: &Task, tags: &[String], skip: &[String]) -> bool {
     let all: Vec<&str> = task
         .tags
@@ -189,6 +197,126 @@ fn task_selected(play: &Play, task: &Task, tags: &[String], skip: &[String]) -> 
         return !all.contains(&"never") || tags.iter().any(|t| t == "never");
     }
     all.contains(&"always") || tags.iter().any(|t| all.contains(&t.as_str()))
+}
+
+/// Tags that mean something without being written in the playbook.
+pub const SPECIAL_TAGS: [&str; 3] = ["all", "always", "never"];
+
+/// Tasks the operator left out with `--start-at-task` or `--step`, each as its play and its
+/// index in that play. A play is known by where its `hosts` value starts in the file, which
+/// no two plays share; plays built in code (no file) are never left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclinedTasks(BTreeSet<(usize, usize)>);
+
+impl DeclinedTasks {
+    fn key(play: &Play) -> Option<usize> {
+        play.field_spans.get("hosts").map(|span| span.start)
+    }
+
+    /// Leaves task `index` of `play` out; false for a play built in code.
+    pub fn decline(&mut self, play: &Play, index: usize) -> bool {
+        Self::key(play).is_some_and(|k| self.0.insert((k, index)))
+    }
+
+    pub fn contains(&self, play: &Play, index: usize) -> bool {
+        Self::key(play).is_some_and(|k| self.0.contains(&(k, index)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Why `--tags`, `--skip-tags` or `--start-at-task` name nothing in the playbook.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("{flag}: the playbook has no tag \"{tag}\"{hint}")]
+    UnknownTag {
+        flag: &'static str,
+        tag: String,
+        hint: String,
+    },
+    #[error("--start-at-task: the playbook has no task called \"{name}\"{hint}")]
+    UnknownTask { name: String, hint: String },
+}
+
+/// Every tag written in `playbook`, on plays and tasks, sorted and once each.
+pub fn playbook_tags(playbook: &Playbook) -> BTreeSet<&str> {
+    playbook
+        .plays
+        .iter()
+        .flat_map(|p| {
+            p.tags
+                .iter()
+                .chain(p.tasks.iter().flat_map(|t| t.tags.iter()))
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// Refuses a `--tags` or `--skip-tags` name that no play or task carries: a typo must not
+/// pass as "nothing to run".
+///
+/// # Errors
+/// The first unknown tag, with the closest known one or the list of known tags.
+pub fn check_tags(
+    playbook: &Playbook,
+    tags: &[String],
+    skip: &[String],
+) -> Result<(), SelectionError> {
+    let known = playbook_tags(playbook);
+    let flagged = tags
+        .iter()
+        .map(|t| ("--tags", t))
+        .chain(skip.iter().map(|t| ("--skip-tags", t)));
+    for (flag, tag) in flagged {
+        if known.contains(tag.as_str()) || SPECIAL_TAGS.contains(&tag.as_str()) {
+            continue;
+        }
+        let mut candidates = known.iter().copied().chain(SPECIAL_TAGS);
+        // Jaro-Winkler misses a swap in a short word (`tow` for `two`); one edit does not.
+        let closest = crate::diag::suggest(tag, candidates.clone())
+            .or_else(|| candidates.find(|k| strsim::damerau_levenshtein(tag, k) == 1));
+        let hint = match closest {
+            Some(s) => format!("; did you mean \"{s}\"?"),
+            None if known.is_empty() => "; it has no tags at all".to_owned(),
+            None => format!(
+                "; its tags are: {}",
+                known.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(SelectionError::UnknownTag {
+            flag,
+            tag: tag.clone(),
+            hint,
+        });
+    }
+    Ok(())
+}
+
+/// `--start-at-task NAME`: every task before the first task called `name` (in playbook
+/// order, across plays) is left out.
+///
+/// # Errors
+/// No task has that name; the closest name is suggested.
+pub fn start_at_task(playbook: &Playbook, name: &str) -> Result<DeclinedTasks, SelectionError> {
+    let mut declined = DeclinedTasks::default();
+    for play in &playbook.plays {
+        for (i, task) in play.tasks.iter().enumerate() {
+            if task.name == name {
+                return Ok(declined);
+            }
+            declined.decline(play, i);
+        }
+    }
+    let names = playbook
+        .plays
+        .iter()
+        .flat_map(|p| p.tasks.iter().map(|t| t.name.as_str()));
+    Err(SelectionError::UnknownTask {
+        name: name.to_owned(),
+        hint: crate::diag::did_you_mean(name, names),
+    })
 }
 
 fn record(shared: &Shared<'_>, outcome: &mut RunOutcome, r: TaskReport) {
@@ -215,5 +343,82 @@ fn variables_failure(play: &Play, host: &Host, why: &str) -> TaskReport {
         stderr: String::new(),
         diff: None,
         duration: std::time::Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const TWO_PLAYS: &str = r#"
+[[plays]]
+hosts = "all"
+tags = ["base"]
+tasks = [
+  { name = "a", command = "true", tags = ["one"] },
+  { name = "b", command = "true", tags = ["never"] },
+]
+[[plays]]
+hosts = "all"
+tasks = [{ name = "c", command = "true" }, { name = "b", command = "true" }]
+"#;
+
+    fn playbook() -> Playbook {
+        Playbook::parse(Path::new("p.toml"), TWO_PLAYS.to_owned()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn selected(pb: &Playbook, tags: &[&str], declined: &DeclinedTasks) -> Vec<Vec<usize>> {
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        pb.plays
+            .iter()
+            .map(|p| select_tasks(p, &tags, &[], declined))
+            .collect()
+    }
+
+    #[test]
+    fn start_at_task_leaves_out_everything_before_the_first_of_that_name() {
+        let pb = playbook();
+        let declined = start_at_task(&pb, "c").unwrap_or_default();
+        assert_eq!(selected(&pb, &[], &declined), [vec![], vec![0, 1]]);
+        let declined = start_at_task(&pb, "b").unwrap_or_default();
+        assert_eq!(
+            selected(&pb, &["all", "never"], &declined),
+            [vec![1], vec![0, 1]],
+            "the first \"b\" is where the run starts"
+        );
+        assert_eq!(
+            start_at_task(&pb, "d").map_err(|e| e.to_string()),
+            Err("--start-at-task: the playbook has no task called \"d\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn plays_built_in_code_are_never_left_out() {
+        let mut play = Play::new("p", "all");
+        play.tasks.push(Task::new(
+            "t",
+            crate::playbook::Action::Command("true".into()),
+        ));
+        let mut declined = DeclinedTasks::default();
+        assert!(!declined.decline(&play, 0));
+        assert!(declined.is_empty());
+        assert_eq!(select_tasks(&play, &[], &[], &declined), [0]);
+    }
+
+    #[test]
+    fn tags_are_checked_against_the_playbook_and_the_special_ones() {
+        let pb = playbook();
+        let tags = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(check_tags(&pb, &tags(&["one", "base", "all", "always", "never"]), &[]).is_ok());
+        assert_eq!(
+            check_tags(&pb, &[], &tags(&["oen"])).map_err(|e| e.to_string()),
+            Err("--skip-tags: the playbook has no tag \"oen\"; did you mean \"one\"?".to_owned())
+        );
+        assert_eq!(
+            playbook_tags(&pb).into_iter().collect::<Vec<_>>(),
+            ["base", "never", "one"]
+        );
     }
 }

@@ -26,6 +26,13 @@ pub enum PatternError {
     NoMatch { glob: String },
     #[error("invalid glob \"{glob}\" in host pattern: {reason}")]
     BadGlob { glob: String, reason: String },
+    /// Ansible pattern syntax capstan does not have: `~regex`, `group[0]`, `group[1:3]`.
+    #[error("host pattern \"{term}\": {what} are not supported; {instead}")]
+    Unsupported {
+        term: String,
+        what: &'static str,
+        instead: &'static str,
+    },
 }
 
 fn did_you_mean(suggestion: Option<&str>) -> String {
@@ -90,6 +97,13 @@ impl Inventory {
     /// Which hosts (by inventory index) one term names.
     fn matching(&self, term: &str) -> Result<Vec<bool>, PatternError> {
         let in_group = |h: &Host, g: &str| h.groups.iter().any(|x| x == g);
+        if term.starts_with('~') {
+            return Err(PatternError::Unsupported {
+                term: term.to_owned(),
+                what: "regular expressions (`~...`)",
+                instead: "use a glob such as `node*` or `node[34]`, or a comma list of names",
+            });
+        }
         if term == "all" || term == "*" {
             return Ok(vec![true; self.hosts.len()]);
         }
@@ -109,9 +123,18 @@ impl Inventory {
                 .chain(self.groups.keys())
                 .map(String::as_str)
                 .collect();
+            // Jaro-Winkler misses a swap in a short name (`wbe` for `web`); one edit does not.
+            let suggestion = closest(term, &names)
+                .or_else(|| {
+                    names
+                        .iter()
+                        .copied()
+                        .find(|n| strsim::damerau_levenshtein(term, n) == 1)
+                })
+                .map(str::to_owned);
             return Err(PatternError::Unknown {
                 name: term.to_owned(),
-                suggestion: closest(term, &names).map(str::to_owned),
+                suggestion,
             });
         }
         let glob = GlobBuilder::new(term)
@@ -134,6 +157,13 @@ impl Inventory {
             .map(|h| glob.is_match(&h.name) || groups.iter().any(|g| in_group(h, g)))
             .collect();
         if groups.is_empty() && !hosts.contains(&true) {
+            if self.is_group_subscript(term) {
+                return Err(PatternError::Unsupported {
+                    term: term.to_owned(),
+                    what: "group subscripts (`group[0]`, `group[0:2]`)",
+                    instead: "name the hosts (`web-1,web-2`), or narrow the group with `&` or `!`",
+                });
+            }
             return Err(PatternError::NoMatch {
                 glob: term.to_owned(),
             });
@@ -142,10 +172,54 @@ impl Inventory {
     }
 }
 
+impl Inventory {
+    /// `web[0]`, `web[-1]`, `web[0:2]` where `web` is a group: Ansible's subscript of a
+    /// group's host list (a term that matched nothing as a glob).
+    fn is_group_subscript(&self, term: &str) -> bool {
+        let Some((group, rest)) = term.split_once('[') else {
+            return false;
+        };
+        let Some(index) = rest.strip_suffix(']') else {
+            return false;
+        };
+        let number = |s: &str| {
+            let s = s.strip_prefix('-').unwrap_or(s);
+            s.chars().all(|c| c.is_ascii_digit())
+        };
+        let index_ok = match index.split_once(':') {
+            Some((from, to)) => number(from) && number(to),
+            None => !index.is_empty() && number(index),
+        };
+        index_ok && self.groups.contains_key(group)
+    }
+}
+
+/// Splits on `sep` outside brackets, so that `web[0:2]` stays one term.
+fn split_outside_brackets(pattern: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in pattern.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            c if c == sep && depth == 0 => {
+                out.push(&pattern[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&pattern[start..]);
+    out
+}
+
 fn split(pattern: &str) -> Result<Vec<(Op, &str)>, PatternError> {
     let separator = if pattern.contains(',') { ',' } else { ':' };
     let mut terms = Vec::new();
-    for raw in pattern.split(separator).map(str::trim) {
+    for raw in split_outside_brackets(pattern, separator)
+        .into_iter()
+        .map(str::trim)
+    {
         let (op, name) = if let Some(rest) = raw.strip_prefix('!') {
             (Op::Exclude, rest.trim_start())
         } else if let Some(rest) = raw.strip_prefix('&') {
@@ -168,4 +242,55 @@ fn split(pattern: &str) -> Result<Vec<(Op, &str)>, PatternError> {
         return Err(PatternError::Empty);
     }
     Ok(terms)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const INVENTORY: &str = "[defaults]\nconnection = \"local\"\n\
+        [hosts.node3]\n[hosts.node4]\n[hosts.web-1]\n[hosts.web-2]\n\
+        [groups.web]\nhosts = [\"web-1\", \"web-2\"]\n";
+
+    fn select(pattern: &str) -> Result<Vec<String>, String> {
+        let inv = crate::inventory::parse::parse(Path::new("inv.toml"), INVENTORY, &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        inv.select(pattern)
+            .map(|hosts| hosts.iter().map(|h| h.name.clone()).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn regular_expressions_are_refused_by_name() {
+        let e = select("~node[34]").unwrap_err();
+        assert!(
+            e.contains("regular expressions (`~...`) are not supported") && e.contains("node*"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn group_subscripts_are_refused_by_name() {
+        for pattern in ["web[0]", "web[-1]", "web[0:2]", "node3:web[1:]"] {
+            let e = select(pattern).unwrap_err();
+            assert!(
+                e.contains("group subscripts (`group[0]`, `group[0:2]`) are not supported"),
+                "{pattern}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn globs_with_brackets_still_select() {
+        assert_eq!(select("node[34]").unwrap_or_default(), ["node3", "node4"]);
+        assert_eq!(
+            select("node[3]:web").unwrap_or_default(),
+            ["node3", "web-1", "web-2"]
+        );
+        assert!(
+            select("db[0]")
+                .unwrap_err()
+                .contains("matches no host or group")
+        );
+    }
 }

@@ -11,7 +11,9 @@ fn env(name: &str) -> Option<OsString> {
     match name {
         "HOME" => Some("/home/op".into()),
         "CAPSTAN_T_SSH_PASS" => Some("ssh-pa55-a8e".into()),
-        "UCP_PASSWORD" => Some("ucp-pa55-5d0".into()),
+        "UCP_PASSWORD" | "STAGING_UCP_PASSWORD" | "PROD_UCP_PASSWORD" => {
+            Some("ucp-pa55-5d0".into())
+        }
         "CAPSTAN_CORPUS_EMPTY" => Some(OsString::new()),
         _ => None,
     }

@@ -55,16 +55,32 @@ impl<'a> Checker<'a> {
         locate(self.source, span.start).0
     }
 
-    /// Reports every key of `table` that is not in `known`, in source order.
+    /// Reports every key of `table` that is not in `known`, in source order. A key that
+    /// Ansible has and capstan does not gets what to write instead; any other, the closest
+    /// known key when it is a plausible typo.
     pub fn reject_unknown_keys(&mut self, table: &DeTable<'_>, known: &[&str], place: &str) {
         for (key, _) in entries(table) {
             let name: &str = key.get_ref();
-            if !known.contains(&name) {
-                let message = format!(
-                    "unknown key \"{name}\" in {place}{}",
-                    did_you_mean(name, known.iter().copied())
-                );
-                self.error(key.span(), message);
+            if known.contains(&name) {
+                continue;
+            }
+            // Ansible's keywords belong to the playbook, its plays and tasks, not to an
+            // action's parameters (`the template of task "x"`).
+            let keyword_place =
+                place == "the playbook" || place.starts_with("play ") || place.starts_with("task ");
+            match ansible_instead(name).filter(|_| keyword_place) {
+                Some(instead) => self.error_with_hint(
+                    key.span(),
+                    format!("unknown key \"{name}\" in {place}: {}", instead.what),
+                    instead.hint,
+                ),
+                None => self.error(
+                    key.span(),
+                    format!(
+                        "unknown key \"{name}\" in {place}{}",
+                        typo_of(name, known.iter().copied())
+                    ),
+                ),
             }
         }
     }
@@ -231,6 +247,188 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// What capstan says about a key that Ansible has and capstan does not.
+pub(crate) struct Instead {
+    /// Why the key is refused, after `unknown key "k" in <place>: `.
+    pub what: &'static str,
+    /// What to write instead.
+    pub hint: &'static str,
+}
+
+/// Ansible's playbook keywords and modules that capstan does not have, with what to use.
+/// Looked up before any "did you mean", so that `delegate_to` never becomes `delay`.
+const ANSIBLE_KEYS: &[(&[&str], Instead)] = &[
+    (
+        &["ignore_errors"],
+        Instead {
+            what: "capstan has no ignore_errors",
+            hint: "write failed_when = \"false\" to go on whatever the command returns (or a condition such as \"result.rc > 1\" with register = \"result\")",
+        },
+    ),
+    (
+        &[
+            "shell",
+            "ansible.builtin.shell",
+            "ansible.builtin.command",
+            "raw",
+        ],
+        Instead {
+            what: "capstan's action for this is \"command\"",
+            hint: "write command = \"...\": it runs through the host's login shell, so pipes, redirections and && work",
+        },
+    ),
+    (
+        &[
+            "roles",
+            "include_role",
+            "import_role",
+            "include_tasks",
+            "import_tasks",
+        ],
+        Instead {
+            what: "capstan has no roles and does not include task files",
+            hint: "write the tasks in the play; shared steps can go in a playbook of their own, run with its own `capstan run`, or in a play of the same playbook",
+        },
+    ),
+    (
+        &["import_playbook", "include_playbook"],
+        Instead {
+            what: "a capstan playbook does not import others",
+            hint: "put the plays in one file as several [[plays]], or run the playbooks one after the other",
+        },
+    ),
+    (
+        &["delegate_to", "local_action", "delegate_facts"],
+        Instead {
+            what: "capstan runs a task only on its play's hosts; delegation is not supported",
+            hint: "put the task in a play whose hosts = \"<the host>\", or use run_once = true to run it on one host of the play",
+        },
+    ),
+    (
+        &["become_method", "become_flags", "become_exe"],
+        Instead {
+            what: "capstan becomes another user with sudo only",
+            hint: "write become = true (and become_user); the sudo password is the inventory's become_password, or -K",
+        },
+    ),
+    (
+        &[
+            "with_items",
+            "with_list",
+            "with_dict",
+            "with_fileglob",
+            "with_sequence",
+            "loop",
+            "loop_control",
+        ],
+        Instead {
+            what: "loops are not supported yet",
+            hint: "meanwhile write one task per item, or loop in the command itself: command = \"for x in a b c; do ...; done\"",
+        },
+    ),
+    (
+        &["notify", "handlers", "listen"],
+        Instead {
+            what: "handlers are not supported yet",
+            hint: "meanwhile register the task that changes things (register = \"conf\") and give the follow-up task when = \"conf.changed\"",
+        },
+    ),
+    (
+        &["check_mode"],
+        Instead {
+            what: "capstan has no per-task check mode",
+            hint: "run the whole playbook with --check (-C) to change nothing, and --diff to see what would change",
+        },
+    ),
+    (
+        &["gather_facts", "setup", "facts"],
+        Instead {
+            what: "capstan gathers no facts",
+            hint: "read what you need with a command task and register, or set it in the inventory's vars",
+        },
+    ),
+    (
+        &["vars_files", "include_vars"],
+        Instead {
+            what: "capstan reads variables from the inventory, the play's vars and -e",
+            hint: "put them in the inventory's [vars] or a group's vars, or pass -e @vars.toml",
+        },
+    ),
+    (
+        &["remote_user"],
+        Instead {
+            what: "the user to connect as comes from the inventory",
+            hint: "set user under [defaults] or on the host in the inventory, or pass -u USER",
+        },
+    ),
+    (
+        &["environment"],
+        Instead {
+            what: "capstan sets no environment for a task",
+            hint: "set it in the command: command = \"FOO=bar exec-something\"",
+        },
+    ),
+    (
+        &["async", "poll"],
+        Instead {
+            what: "capstan does not run tasks in the background",
+            hint: "give the task a timeout = \"30m\"; hosts already run in parallel up to --forks",
+        },
+    ),
+    (
+        &["block", "rescue", "always"],
+        Instead {
+            what: "capstan has no blocks",
+            hint: "give each task its own when; failed_when = \"false\" with register lets a later task react to a failure",
+        },
+    ),
+    (
+        &["args", "chdir"],
+        Instead {
+            what: "a capstan command is one string",
+            hint: "write it whole: command = \"cd /some/dir && make\"",
+        },
+    ),
+    (
+        &[
+            "copy",
+            "file",
+            "lineinfile",
+            "service",
+            "systemd",
+            "apt",
+            "yum",
+            "dnf",
+            "package",
+            "debug",
+        ],
+        Instead {
+            what: "capstan has no such action",
+            hint: "render files with template = { src, dest, mode }; do the rest with command, guarded by creates, removes or unless so that it stays idempotent",
+        },
+    ),
+];
+
+/// What to use instead of Ansible key `name`, when capstan does not have it.
+pub(crate) fn ansible_instead(name: &str) -> Option<&'static Instead> {
+    ANSIBLE_KEYS
+        .iter()
+        .find(|(names, _)| names.contains(&name))
+        .map(|(_, instead)| instead)
+}
+
+/// `; did you mean "k"?` when a known key is a plausible typo of `name`: close by
+/// Jaro-Winkler and a few edits away for its length, so that a longer key that merely shares
+/// a prefix (`check_mode` and the DTR kind `check`) is not offered as the same thing.
+pub(crate) fn typo_of<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let budget = (name.chars().count() / 3).max(1);
+    let close: Vec<&str> = known
+        .into_iter()
+        .filter(|k| strsim::damerau_levenshtein(name, k) <= budget)
+        .collect();
+    did_you_mean(name, close)
+}
+
 /// The entries of `table` in the order they appear in the source.
 ///
 /// `DeTable` sorts its keys unless `toml/preserve_order` is on; messages and "the second
@@ -351,6 +549,40 @@ mod tests {
             errs,
             ["key \"tags\" in play \"p\" must be a string or a list of strings"]
         );
+    }
+
+    #[test]
+    fn typos_are_suggested_and_other_concepts_are_not() {
+        let known = [
+            "hosts",
+            "serial",
+            "delay",
+            "check",
+            "retries",
+            "become_user",
+        ];
+        assert_eq!(typo_of("serail", known), "; did you mean \"serial\"?");
+        assert_eq!(typo_of("hots", known), "; did you mean \"hosts\"?");
+        assert_eq!(
+            typo_of("become_usr", known),
+            "; did you mean \"become_user\"?"
+        );
+        assert_eq!(typo_of("delegate_to", known), "");
+        assert_eq!(typo_of("check_mode", known), "");
+        assert_eq!(typo_of("checks_x", known), "");
+    }
+
+    #[test]
+    fn ansible_keys_say_what_to_use_instead() {
+        let hint = |k: &str| ansible_instead(k).map(|i| i.hint).unwrap_or_default();
+        assert!(hint("ignore_errors").contains("failed_when = \"false\""));
+        assert!(hint("shell").contains("command = "));
+        assert!(hint("check_mode").contains("--check"));
+        assert!(hint("delegate_to").contains("hosts = "));
+        assert!(hint("become_method").contains("sudo"));
+        assert!(ansible_instead("loop").is_some_and(|i| i.what.contains("not supported yet")));
+        assert!(ansible_instead("notify").is_some_and(|i| i.what.contains("not supported yet")));
+        assert!(ansible_instead("hosts").is_none());
     }
 
     #[test]

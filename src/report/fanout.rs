@@ -60,6 +60,15 @@ impl Fanout {
         }
     }
 
+    /// The JSON lines give `path` as `run_started.playbook`.
+    #[must_use]
+    pub fn with_playbook_path(mut self, path: &std::path::Path) -> Self {
+        if let Some(j) = self.json.take() {
+            self.json = Some(j.with_playbook_path(path));
+        }
+        self
+    }
+
     pub fn handle(&mut self, event: &Event) {
         if let Some(h) = &mut self.human {
             h.handle(event);

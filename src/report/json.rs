@@ -13,23 +13,39 @@ use crate::secrets;
 /// Writes events as JSON lines.
 pub struct JsonReporter<W: Write> {
     out: W,
+    /// The playbook's path, given as `run_started.playbook` (its name in `playbook_name`, as
+    /// in the `--report` summary).
+    playbook_path: Option<String>,
 }
 
 impl JsonReporter<std::io::Stdout> {
     pub fn stdout() -> Self {
-        Self {
-            out: std::io::stdout(),
-        }
+        Self::new(std::io::stdout())
     }
 }
 
 impl<W: Write> JsonReporter<W> {
     pub fn new(out: W) -> Self {
-        Self { out }
+        Self {
+            out,
+            playbook_path: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_playbook_path(mut self, path: &std::path::Path) -> Self {
+        self.playbook_path = Some(path.display().to_string());
+        self
     }
 
     pub fn handle(&mut self, event: &Event) {
-        for (kind, body) in event_json(event) {
+        for (kind, mut body) in event_json(event) {
+            if kind == "run_started"
+                && let Some(path) = &self.playbook_path
+            {
+                let name = body.insert("playbook".into(), path.as_str().into());
+                body.insert("playbook_name".into(), name.unwrap_or(Value::Null));
+            }
             self.line(kind, body);
         }
     }
@@ -157,10 +173,18 @@ pub(crate) fn event_json(event: &Event) -> Vec<(&'static str, Map<String, Value>
 }
 
 /// One task result: the [`TaskReport`] fields, plus `changed` and a `diff_summary` of
-/// added and removed lines when there is a diff.
+/// added and removed lines when there is a diff. `exit` is the exit code as an integer (or
+/// null); a command killed by a signal or stopped at its timeout has `exit: null` and says
+/// so in `exit_detail`.
 pub(crate) fn task_json(r: &TaskReport) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
     if let Value::Object(map) = &mut v {
+        let (code, detail) = exit_fields(r.exit.as_deref());
+        map.insert("exit".into(), code.map_or(Value::Null, Value::from));
+        map.insert(
+            "exit_detail".into(),
+            detail.map_or(Value::Null, Value::from),
+        );
         map.insert("changed".into(), (r.status == Status::Changed).into());
         let summary = r.diff.as_deref().map(|d| {
             let (added, removed) = diff_counts(d);
@@ -169,6 +193,22 @@ pub(crate) fn task_json(r: &TaskReport) -> Value {
         map.insert("diff_summary".into(), summary.unwrap_or(Value::Null));
     }
     v
+}
+
+/// `TaskReport::exit` is written by `transport::ExitStatus`'s `Display`: `exit status N`,
+/// `killed by signal NAME` or `timed out after D`. The first becomes the integer N; the
+/// others (and anything else) are kept as text beside a null exit code.
+fn exit_fields(exit: Option<&str>) -> (Option<i64>, Option<&str>) {
+    let Some(text) = exit else {
+        return (None, None);
+    };
+    match text
+        .strip_prefix("exit status ")
+        .and_then(|n| n.trim().parse().ok())
+    {
+        Some(code) => (Some(code), None),
+        None => (None, Some(text)),
+    }
 }
 
 pub(crate) fn recap_json(r: &HostRecap) -> Value {
@@ -303,6 +343,44 @@ mod tests {
         assert_eq!(got[2]["changed"], 4);
         assert_eq!(got[2]["hosts"], 2);
         assert_eq!(got[2]["elapsed"], 1.5);
+    }
+
+    #[test]
+    fn exit_is_an_integer_and_signals_and_timeouts_are_described_beside_it() {
+        let with_exit = |exit: Option<&str>| {
+            let mut r = report(Status::Failed, None);
+            r.exit = exit.map(str::to_owned);
+            task_json(&r)
+        };
+        let t = with_exit(Some("exit status 7"));
+        assert_eq!((&t["exit"], &t["exit_detail"]), (&json!(7), &Value::Null));
+        let t = with_exit(Some("killed by signal TERM"));
+        assert_eq!(
+            (&t["exit"], &t["exit_detail"]),
+            (&Value::Null, &json!("killed by signal TERM"))
+        );
+        let t = with_exit(Some("timed out after 5s"));
+        assert_eq!(t["exit_detail"], "timed out after 5s");
+        let t = with_exit(None);
+        assert_eq!(
+            (&t["exit"], &t["exit_detail"]),
+            (&Value::Null, &Value::Null)
+        );
+    }
+
+    #[test]
+    fn run_started_gives_the_playbook_path_and_its_name() {
+        let mut out = Vec::new();
+        JsonReporter::new(&mut out)
+            .with_playbook_path(std::path::Path::new("playbooks/site.toml"))
+            .handle(&Event::RunStarted {
+                playbook: "site".into(),
+                hosts: 2,
+                check: false,
+            });
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert_eq!(v["playbook"], "playbooks/site.toml");
+        assert_eq!(v["playbook_name"], "site");
     }
 
     #[test]
