@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod job;
 pub mod last_run;
 pub mod lock;
+pub mod names;
 pub mod plan;
 pub mod playbook;
 pub mod report;

@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 use super::connection::{self, Connection};
 use super::input::{Env, Input};
 use super::value::{self, Item, Key, entries, kind};
-use super::{ConnectionKind, Group, Host, Inventory, tree};
+use super::{ConnectionKind, Group, Host, Inventory, secret, tree};
 use super::{closest, did_you_mean};
 use crate::diag::Diagnostics;
 use crate::vars::Vars;
@@ -92,6 +92,7 @@ impl Parser<'_> {
                 _ => groups = self.groups(table),
             }
         }
+        secret::refuse_names_equal_to_secrets(&self.input, doc, &mut self.diags);
         let membership = tree::resolve(&self.input, &hosts, &groups, &mut self.diags)?;
         let hosts = hosts
             .into_iter()
