@@ -21,27 +21,64 @@ pub const MASK: &str = "********";
 /// by where the mask appears.
 pub const MIN_LEN: usize = 8;
 
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// A set of secrets in every form, longest first, and the masking of text by them.
+#[derive(Debug, Default, Clone)]
+pub struct Masker {
+    forms: Vec<String>,
+}
 
-/// Remembers `value` as a secret, in every form it may take in output. Empty values are
-/// ignored (they would mask everything).
-pub fn register(value: &str) {
-    if value.is_empty() {
-        return;
+impl Masker {
+    pub const fn new() -> Self {
+        Self { forms: Vec::new() }
     }
-    let mut all = SECRETS
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let before = all.len();
-    for form in forms(value) {
-        if !all.contains(&form) {
-            all.push(form);
+
+    /// Adds `value` in every form it may take in output. Empty values are ignored (they
+    /// would mask everything).
+    pub fn add(&mut self, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let before = self.forms.len();
+        for form in forms(value) {
+            if !self.forms.contains(&form) {
+                self.forms.push(form);
+            }
+        }
+        if self.forms.len() != before {
+            // Longest first, so a form that contains another is masked whole.
+            self.forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
     }
-    if all.len() != before {
-        // Longest first, so a form that contains another is masked whole.
-        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+
+    /// `text` with every form of every secret replaced by [`MASK`].
+    pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut out = Cow::Borrowed(text);
+        for secret in &self.forms {
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), MASK));
+            }
+        }
+        out
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.forms.is_empty()
+    }
+
+    /// True when `text` is one of the forms masked.
+    pub fn contains(&self, text: &str) -> bool {
+        self.forms.iter().any(|s| s == text)
+    }
+}
+
+static SECRETS: RwLock<Masker> = RwLock::new(Masker::new());
+
+/// Remembers `value` as a secret of this process, in every form it may take in output.
+pub fn register(value: &str) {
+    SECRETS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .add(value);
 }
 
 /// Every form of `value` that [`mask`] replaces: the value, its trimmed form and each line
@@ -116,16 +153,10 @@ fn xml(s: &str, quotes: bool) -> String {
 
 /// Returns `text` with every registered secret replaced by [`MASK`].
 pub fn mask(text: &str) -> Cow<'_, str> {
-    let all = SECRETS
+    SECRETS
         .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut out = Cow::Borrowed(text);
-    for secret in all.iter() {
-        if out.contains(secret.as_str()) {
-            out = Cow::Owned(out.replace(secret.as_str(), MASK));
-        }
-    }
-    out
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .mask(text)
 }
 
 /// [`mask`] for bytes that may not be UTF-8 (command output).
@@ -146,8 +177,7 @@ pub fn is_registered(text: &str) -> bool {
     SECRETS
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .any(|s| s == text)
+        .contains(text)
 }
 
 #[cfg(test)]
