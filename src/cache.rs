@@ -311,7 +311,8 @@ impl LocalStore {
         };
         create_private_dir(&self.dir)
             .map_err(|e| err(format!("cannot create the directory: {e}")))?;
-        let lock = lock_file(&self.lock_path(host)?).map_err(|e| err(format!("cannot lock: {e}")))?;
+        let lock =
+            lock_file(&self.lock_path(host)?).map_err(|e| err(format!("cannot lock: {e}")))?;
         let (mut cache, _) = self.load(host);
         for e in entries {
             cache.entries.insert(e.key.clone(), e.clone());
@@ -491,7 +492,10 @@ mod tests {
         cache.record(entry(&digest, now_secs()));
         let stored_key = cache.entries().next().expect("recorded").key.clone();
         assert_eq!(stored_key.len(), 64);
-        assert_ne!(stored_key, digest, "a plain digest would be an offline oracle");
+        assert_ne!(
+            stored_key, digest,
+            "a plain digest would be an offline oracle"
+        );
         assert!(cache.hit(&digest).is_some());
         // Someone holding the file but not the key cannot confirm the guess.
         let other = DigestKey::random().seal(&digest);
@@ -549,7 +553,11 @@ mod tests {
         };
         for host in ["../../../escaped-host", "../audit", "a/b", ".hidden"] {
             assert!(store.path(host).is_err(), "{host}");
-            assert!(store.append(host, &[entry(&"e".repeat(64), now_secs())]).is_err());
+            assert!(
+                store
+                    .append(host, &[entry(&"e".repeat(64), now_secs())])
+                    .is_err()
+            );
         }
         assert!(!dir.path().join("escaped-host.jsonl").exists());
     }

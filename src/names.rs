@@ -54,11 +54,26 @@ mod tests {
     #[test]
     fn names_that_could_escape_are_refused() {
         for name in [
-            "", ".", "..", "../x", "../../../escaped-host", "a/b", "/etc", ".hidden", "a\\b",
-            "a b", "a\0b", "ä", "a\nb", "~root",
+            "",
+            ".",
+            "..",
+            "../x",
+            "../../../escaped-host",
+            "a/b",
+            "/etc",
+            ".hidden",
+            "a\\b",
+            "a b",
+            "a\0b",
+            "ä",
+            "a\nb",
+            "~root",
         ] {
             assert!(!is_safe(name), "{name:?}");
-            assert!(state_file(Path::new("/s"), name, "jsonl").is_err(), "{name:?}");
+            assert!(
+                state_file(Path::new("/s"), name, "jsonl").is_err(),
+                "{name:?}"
+            );
         }
     }
 
@@ -79,7 +94,8 @@ mod tests {
             if let Ok(path) = state_file(Path::new("/state"), &name, "jsonl") {
                 assert_eq!(path.parent(), Some(Path::new("/state")), "{name:?}");
                 assert!(
-                    path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))),
+                    path.components()
+                        .all(|c| matches!(c, Component::RootDir | Component::Normal(_))),
                     "{name:?}"
                 );
             }

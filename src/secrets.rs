@@ -242,7 +242,10 @@ mod tests {
         assert_eq!(f, ["plain-secret"]);
         let f = forms(" spaced & 'q' ");
         assert!(f.iter().all(|s| !s.is_empty()));
-        assert!(f.contains(&"spaced &amp; &apos;q&apos;".to_owned()), "{f:?}");
+        assert!(
+            f.contains(&"spaced &amp; &apos;q&apos;".to_owned()),
+            "{f:?}"
+        );
         assert!(f.contains(&" spaced & '\\''q'\\'' ".to_owned()), "{f:?}");
     }
 }

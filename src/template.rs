@@ -729,22 +729,35 @@ mod tests {
         std::fs::write(dir.join("sub/in.j2"), "inside").expect("write");
         std::os::unix::fs::symlink(root.path().join("outside.txt"), dir.join("link.j2"))
             .expect("symlink");
-        std::os::unix::fs::symlink(dir.join("sub/in.j2"), dir.join("ok-link.j2"))
-            .expect("symlink");
+        std::os::unix::fs::symlink(dir.join("sub/in.j2"), dir.join("ok-link.j2")).expect("symlink");
         let t = Templates::new(&dir);
         let none = ctx(&[]);
         assert_eq!(t.render_file("sub/in.j2", &none).expect("inside"), "inside");
-        assert_eq!(t.render_file("ok-link.j2", &none).expect("inside"), "inside");
+        assert_eq!(
+            t.render_file("ok-link.j2", &none).expect("inside"),
+            "inside"
+        );
         let err = t.render_file("/etc/passwd", &none).expect_err("absolute");
-        assert!(err.message.starts_with("template `/etc/passwd` is an absolute path"), "{}", err.message);
+        assert!(
+            err.message
+                .starts_with("template `/etc/passwd` is an absolute path"),
+            "{}",
+            err.message
+        );
         let err = t
             .render_file("../../../../etc/passwd", &none)
             .expect_err("dot-dot");
         assert!(err.message.contains("uses `..`"), "{}", err.message);
-        let err = t.render_file("sub/../../outside.txt", &none).expect_err("dot-dot");
+        let err = t
+            .render_file("sub/../../outside.txt", &none)
+            .expect_err("dot-dot");
         assert!(err.message.contains("uses `..`"), "{}", err.message);
         let err = t.render_file("link.j2", &none).expect_err("symlink out");
-        assert!(err.message.contains("through a symbolic link, outside"), "{}", err.message);
+        assert!(
+            err.message.contains("through a symbolic link, outside"),
+            "{}",
+            err.message
+        );
         assert!(!err.message.contains("secret-outside"));
     }
 
@@ -760,7 +773,12 @@ mod tests {
                 &ctx(&[]),
             )
             .expect_err("runaway");
-        assert!(err.message.starts_with("loop: template ran more than 20000000 steps"), "{}", err.message);
+        assert!(
+            err.message
+                .starts_with("loop: template ran more than 20000000 steps"),
+            "{}",
+            err.message
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 
@@ -776,10 +794,20 @@ mod tests {
                 &ctx(&[("big", &big)]),
             )
             .expect_err("too big");
-        assert!(err.message.contains("rendered output is larger than 32 MiB"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("rendered output is larger than 32 MiB"),
+            "{}",
+            err.message
+        );
         // A large but bounded template still renders.
         let ok = t
-            .render("ok", "{% for i in range(10) %}{{ big }}{% endfor %}", Mode::Plain, &ctx(&[("big", &big)]))
+            .render(
+                "ok",
+                "{% for i in range(10) %}{{ big }}{% endfor %}",
+                Mode::Plain,
+                &ctx(&[("big", &big)]),
+            )
             .expect("10 MiB");
         assert_eq!(ok.len(), 10 * 1024 * 1024);
     }

@@ -17,8 +17,7 @@ const TRICKY: [(&str, &str); 6] = [
     ("CAPSTAN_T_SPACE", "  lead and trail spaces-7  "),
 ];
 
-const MULTI_LINE: &str =
-    "-----BEGIN TEST KEY-----\nline-one-of-the-key-AAAA\nline-two-of-the-key-BBBB\n-----END TEST KEY-----";
+const MULTI_LINE: &str = "-----BEGIN TEST KEY-----\nline-one-of-the-key-AAAA\nline-two-of-the-key-BBBB\n-----END TEST KEY-----";
 
 /// Every form a secret takes in capstan's outputs, written here independently of capstan:
 /// as is, trimmed, each line; each raw, inside shell single quotes, JSON-escaped and
@@ -156,7 +155,14 @@ command = "printf '%s\n' {{ s0 }} {{ key }} >&2; exit 3"
     let human = run(
         &p,
         &fleet,
-        &["--diff", "-v", "--report", "report.json", "--junit", "junit.xml"],
+        &[
+            "--diff",
+            "-v",
+            "--report",
+            "report.json",
+            "--junit",
+            "junit.xml",
+        ],
         &env,
     );
     human.code(2);
@@ -178,11 +184,7 @@ command = "printf '%s\n' {{ s0 }} {{ key }} >&2; exit 3"
     remote.code(2);
     outputs.push(("remote cache run", remote.all()));
 
-    let secrets: Vec<&str> = TRICKY
-        .iter()
-        .map(|(_, s)| *s)
-        .chain([MULTI_LINE])
-        .collect();
+    let secrets: Vec<&str> = TRICKY.iter().map(|(_, s)| *s).chain([MULTI_LINE]).collect();
     for (place, text) in &outputs {
         assert_no_secret(place, text, &secrets);
     }
@@ -194,14 +196,21 @@ command = "printf '%s\n' {{ s0 }} {{ key }} >&2; exit 3"
         p.path(".host-lock"),
     ];
     let written = files_under(p.dir.path(), &inputs);
-    for must in ["plan.json", "report.json", "junit.xml", ".capstan/cache.key"] {
+    for must in [
+        "plan.json",
+        "report.json",
+        "junit.xml",
+        ".capstan/cache.key",
+    ] {
         assert!(
             written.contains(&p.path(must)),
             "{must} not written: {written:?}"
         );
     }
     assert!(
-        written.iter().any(|f| f.starts_with(p.path(".capstan/cache"))),
+        written
+            .iter()
+            .any(|f| f.starts_with(p.path(".capstan/cache"))),
         "{written:?}"
     );
     for f in &written {
@@ -231,7 +240,10 @@ fn short_secret_is_refused_at_load_with_its_location() {
         "inventory.toml",
         "[vars]\nok = 1\npw = { env = \"CAPSTAN_T_SHORT\" }\n\n[hosts.web-1]\n",
     );
-    p.file("site.toml", "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\ncommand = \"true\"\n");
+    p.file(
+        "site.toml",
+        "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\ncommand = \"true\"\n",
+    );
     let out = p.run_env(
         &["validate", "site.toml", "-i", "inventory.toml"],
         &[("CAPSTAN_T_SHORT", "ab")],
@@ -257,7 +269,10 @@ fn secret_equal_to_a_host_name_is_refused_at_load() {
         "inventory.toml",
         "[vars]\npw = { env = \"CAPSTAN_T_HOSTLIKE\" }\n\n[hosts.registry-01]\n",
     );
-    p.file("site.toml", "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\ncommand = \"true\"\n");
+    p.file(
+        "site.toml",
+        "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\ncommand = \"true\"\n",
+    );
     let out = p.run_env(
         &["validate", "site.toml", "-i", "inventory.toml"],
         &[("CAPSTAN_T_HOSTLIKE", "registry-01")],
@@ -279,7 +294,10 @@ fn near_miss_secret_table_is_an_error_listing_the_allowed_keys() {
         "inventory.toml",
         "[vars]\npw = { env = \"CAPSTAN_T_NEAR\", default = \"x\" }\n\n[hosts.web-1]\n",
     );
-    p.file("site.toml", "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\ncommand = \"true\"\n");
+    p.file(
+        "site.toml",
+        "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\ncommand = \"true\"\n",
+    );
     let out = p.run_env(
         &["validate", "site.toml", "-i", "inventory.toml"],
         &[("CAPSTAN_T_NEAR", "long-enough-secret")],
@@ -337,7 +355,11 @@ fn cache_is_no_oracle_for_guessing_a_secret() {
     // The entry still works: a rerun is served from the cache.
     let again = run(&p, &fleet, &[], &env);
     again.code(0);
-    assert!(again.line("host1", "use").starts_with("cached"), "{}", again.stdout);
+    assert!(
+        again.line("host1", "use").starts_with("cached"),
+        "{}",
+        again.stdout
+    );
     // A planted key symlink is refused, and the run goes on without the cache.
     std::fs::remove_file(&key).expect("rm key");
     std::fs::write(p.path("attacker.key"), format!("{}\n", "ab".repeat(32))).expect("write");
@@ -345,11 +367,16 @@ fn cache_is_no_oracle_for_guessing_a_secret() {
     let planted = run(&p, &fleet, &[], &env);
     planted.code(0);
     assert!(
-        planted.stdout.contains("is a symbolic link; refusing to follow it"),
+        planted
+            .stdout
+            .contains("is a symbolic link; refusing to follow it"),
         "{}",
         planted.stdout
     );
-    assert_eq!(planted.line("host1", "use").split(' ').next(), Some("changed"));
+    assert_eq!(
+        planted.line("host1", "use").split(' ').next(),
+        Some("changed")
+    );
 }
 
 /// The on-host cache is keyed by the host's own private key, not by a plain digest.
@@ -374,20 +401,31 @@ fn remote_cache_is_keyed_by_a_private_per_host_key() {
     assert_eq!(mode & 0o077, 0, "the host key is private: {mode:o}");
     assert!(!p.path(".capstan/cache").exists(), "nothing cached locally");
     let again = run(&p, &fleet, &[], &env);
-    assert!(again.line("host1", "use").starts_with("cached"), "{}", again.stdout);
+    assert!(
+        again.line("host1", "use").starts_with("cached"),
+        "{}",
+        again.stdout
+    );
 }
 
 /// `[hosts."../../../escaped-host"]` wrote its cache outside the project; `[hosts."../audit"]`
 /// replaced the local audit trail.
 #[test]
 fn host_names_that_would_escape_the_state_directory_are_refused() {
-    for (name, line) in [("../../../escaped-host", 2), ("../audit", 2), (".hidden", 2)] {
+    for (name, line) in [
+        ("../../../escaped-host", 2),
+        ("../audit", 2),
+        (".hidden", 2),
+    ] {
         let p = Project::new();
         p.file(
             "inventory.toml",
             &format!("[hosts]\n\"{name}\" = {{ connection = \"local\" }}\n"),
         );
-        p.file("site.toml", "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\ncommand = \"true\"\n");
+        p.file(
+            "site.toml",
+            "[[plays]]\nhosts = \"all\"\n[[plays.tasks]]\ncommand = \"true\"\n",
+        );
         for args in [
             ["validate", "site.toml", "-i", "inventory.toml"],
             ["run", "site.toml", "-i", "inventory.toml"],
@@ -395,15 +433,23 @@ fn host_names_that_would_escape_the_state_directory_are_refused() {
             let out = p.run(&args);
             assert_ne!(out.code, 0, "{}", out.all());
             assert!(
-                out.stderr
-                    .contains(&format!("error: invalid host name \"{name}\"\n  --> inventory.toml:{line}:1")),
+                out.stderr.contains(&format!(
+                    "error: invalid host name \"{name}\"\n  --> inventory.toml:{line}:1"
+                )),
                 "{}",
                 out.stderr
             );
             assert!(out.stderr.contains("letters, digits"), "{}", out.stderr);
         }
         assert!(!p.path(".capstan").exists());
-        assert!(!p.dir.path().parent().expect("parent").join("escaped-host.jsonl").exists());
+        assert!(
+            !p.dir
+                .path()
+                .parent()
+                .expect("parent")
+                .join("escaped-host.jsonl")
+                .exists()
+        );
     }
 }
 
@@ -428,7 +474,11 @@ fn template_src_escaping_the_templates_directory_is_refused() {
         std::os::unix::fs::symlink("/etc/passwd", p.path("templates/link.j2")).expect("symlink");
         let out = p.run(&["validate", "site.toml", "-i", "inventory.toml"]);
         assert_ne!(out.code, 0, "{}", out.all());
-        assert!(out.stderr.contains("site.toml:5:20"), "{src}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("site.toml:5:20"),
+            "{src}: {}",
+            out.stderr
+        );
         assert!(out.stderr.contains(why), "{src}: {}", out.stderr);
         let run = run(
             &p,
@@ -463,7 +513,11 @@ command = "printf 'a\\033]0;pwned\\007b\\rc\\n2026-01-01T00:00:00Z host1 | forge
     assert!(!out.all().contains('\x1b'), "{:?}", out.all());
     assert!(!out.all().contains('\r'), "{:?}", out.all());
     assert!(!out.all().contains('\x07'), "{:?}", out.all());
-    assert!(out.stdout.contains("a\\x1b]0;pwned\\x07b\\rc"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("a\\x1b]0;pwned\\x07b\\rc"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("x\\x1b[2Ky"), "{}", out.stdout);
     for l in out.stdout.lines() {
         assert!(!l.starts_with("2026-01-01T00:00:00Z"), "forged line: {l}");
@@ -477,7 +531,10 @@ command = "printf 'a\\033]0;pwned\\007b\\rc\\n2026-01-01T00:00:00Z host1 | forge
         .find(|v| v["event"] == "task_result")
         .expect("a task_result");
     let stdout = result["stdout"].as_str().expect("stdout");
-    assert!(stdout.starts_with("a\x1b]0;pwned\x07b\rc\n2026"), "{stdout:?}");
+    assert!(
+        stdout.starts_with("a\x1b]0;pwned\x07b\rc\n2026"),
+        "{stdout:?}"
+    );
     // JUnit (XML 1.0 cannot hold them) shows them escaped rather than dropping them.
     let xml = std::fs::read_to_string(p.path("junit.xml")).expect("junit");
     assert!(xml.contains("x\\x1b[2Ky"), "{xml}");

@@ -91,7 +91,9 @@ mod tests {
     #[test]
     fn escaping_holds_for_every_control_character() {
         for code in 0u32..0x250 {
-            let Some(c) = char::from_u32(code) else { continue };
+            let Some(c) = char::from_u32(code) else {
+                continue;
+            };
             let text = format!("a{c}b\nc{c}");
             let out = log_lines("T", &text);
             assert!(out.chars().all(|c| !needs_escape(c)), "{code:#x}");

@@ -66,9 +66,7 @@ impl HumanReporter {
                 let _ = live.multi.println(shown.trim_end().trim_start_matches(' '));
             }
             None => {
-                let stamp = chrono::Utc::now()
-                    .format("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string();
+                let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
                 let _ = write!(
                     std::io::stdout().lock(),
                     "{}",
