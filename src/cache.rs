@@ -242,13 +242,23 @@ impl LocalStore {
             .join("cache.key")
     }
 
-    /// The project's key, made on first use. See [`load_or_create_key`].
+    /// The project's key, made on first use. See [`load_or_create_key`]. Entries written
+    /// before there was a key (plain digests, an oracle) are removed when it is made.
     pub fn key(&self) -> Result<DigestKey, StoreError> {
         let path = self.key_path();
-        load_or_create_key(&path).map_err(|e| StoreError {
+        let existed = std::fs::symlink_metadata(&path).is_ok();
+        let key = load_or_create_key(&path).map_err(|e| StoreError {
             path,
             reason: e.to_string(),
-        })
+        })?;
+        if !existed && let Ok(files) = std::fs::read_dir(&self.dir) {
+            for f in files.flatten() {
+                if f.path().extension().is_some_and(|e| e == "jsonl") {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+        Ok(key)
     }
 
     /// Loads a host's entries; a missing file is an empty cache. The warning, if any, says how
@@ -542,6 +552,25 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("target"), &dangling).expect("symlink");
         assert!(load_or_create_key(&dangling).is_err());
         assert!(!dir.path().join("target").exists());
+    }
+
+    #[test]
+    fn entries_from_before_the_key_are_removed_when_it_is_made() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore {
+            dir: dir.path().join(".capstan/cache"),
+            ttl: Duration::from_secs(3600),
+        };
+        let digest = "a".repeat(64);
+        store.append("h", &[entry(&digest, now_secs())]).expect("append");
+        assert!(store.key_path().ends_with(".capstan/cache.key"));
+        let key = store.key().expect("key");
+        assert!(store.load("h").0.is_empty(), "unkeyed entries are gone");
+        let (mut cache, _) = store.load_for_run("h");
+        cache.record(entry(&digest, now_secs()));
+        store.append("h", &cache.take_pending()).expect("append");
+        assert_eq!(store.key().expect("same key"), key);
+        assert!(store.load_for_run("h").0.hit(&digest).is_some());
     }
 
     #[test]
