@@ -350,3 +350,36 @@ fn ms(d: Duration) -> String {
         format!("{:.2} s", d.as_secs_f64())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure's note and command from a host may hold newlines: in the recap (printed
+    /// without timestamps) each continuation line stays indented under its field.
+    #[test]
+    fn a_multi_line_note_or_command_stays_indented_in_the_recap() {
+        let r = TaskReport {
+            host: "web-1".into(),
+            play: "p".into(),
+            task: "t".into(),
+            task_index: 0,
+            kind: "command",
+            status: Status::Failed,
+            check_mode: false,
+            note: Some("boom\n2026-01-01T00:00:00Z web-1 | forged | ok".into()),
+            command: Some("echo a\necho b".into()),
+            exit: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            diff: None,
+            duration: Duration::ZERO,
+        };
+        let text = failure_text(&r);
+        assert!(text.starts_with("    task \"t\" failed: boom\n"), "{text}");
+        for l in text.lines() {
+            assert!(l.starts_with("    "), "{l:?} in {text}");
+        }
+        assert!(text.contains("      command: echo a\n"), "{text}");
+    }
+}
