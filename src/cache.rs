@@ -562,7 +562,9 @@ mod tests {
             ttl: Duration::from_secs(3600),
         };
         let digest = "a".repeat(64);
-        store.append("h", &[entry(&digest, now_secs())]).expect("append");
+        store
+            .append("h", &[entry(&digest, now_secs())])
+            .expect("append");
         assert!(store.key_path().ends_with(".capstan/cache.key"));
         let key = store.key().expect("key");
         assert!(store.load("h").0.is_empty(), "unkeyed entries are gone");
