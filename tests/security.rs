@@ -576,3 +576,45 @@ fn runaway_template_runs_out_of_fuel_in_validate_and_run() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
 }
+
+/// The same hostile output in the live view on a terminal (a pseudo-terminal made by
+/// `script`): the window-title sequence and the bell reach it only as visible text.
+#[test]
+fn host_output_cannot_drive_the_live_terminal_view() {
+    let fleet = Fleet::start(1);
+    let p = project(
+        &fleet,
+        "",
+        r#"
+[[plays]]
+hosts = "all"
+[[plays.tasks]]
+name = "hostile"
+command = "printf 'a\\033]0;pwned\\007b\\rc\\n'"
+"#,
+    );
+    let config = fleet.ssh_config().to_string_lossy().into_owned();
+    let capstan = crate::support::capstan::binary().display().to_string();
+    let out = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{capstan} run site.toml -i inventory.toml -F {config} -v"
+        ))
+        .arg("/dev/null")
+        .current_dir(p.dir.path())
+        .env_remove("CI")
+        .env_remove("NO_COLOR")
+        .env_remove("SSH_AUTH_SOCK")
+        .env("CAPSTAN_LOCK_DIR", p.path(".host-lock"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script runs");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    // The live view draws with its own escape sequences (line erase, cursor up), so the
+    // check is for the host's: the title sequence, the bell and its carriage return.
+    assert!(shown.contains("\x1b[2K"), "not the live view: {shown:?}");
+    assert!(!shown.contains("\x1b]0;"), "{shown:?}");
+    assert!(!shown.contains('\x07'), "{shown:?}");
+    assert!(shown.contains("a\\x1b]0;pwned\\x07b\\rc"), "{shown:?}");
+}
