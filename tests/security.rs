@@ -184,6 +184,22 @@ command = "printf '%s\n' {{ s0 }} {{ key }} >&2; exit 3"
     remote.code(2);
     outputs.push(("remote cache run", remote.all()));
 
+    // The commands that show what capstan keeps.
+    let config = fleet.ssh_config().to_string_lossy().into_owned();
+    for args in [
+        vec!["inventory", "-i", "inventory.toml", "--list"],
+        vec!["inventory", "-i", "inventory.toml", "--host", "host1"],
+        vec!["cache", "show", "-i", "inventory.toml", "-F", &config],
+        vec!["audit", "-i", "inventory.toml", "--json"],
+        vec!["audit", "-i", "inventory.toml", "--remote", "-F", &config],
+    ] {
+        let shown = p.run_env(&args, &env);
+        assert_eq!(shown.code, 0, "{args:?}: {}", shown.all());
+        if args[1] == "-i" && args[3] == "--host" {
+            assert!(shown.stdout.contains("********"), "{}", shown.stdout);
+        }
+        outputs.push(("a listing", shown.all()));
+    }
     let secrets: Vec<&str> = TRICKY.iter().map(|(_, s)| *s).chain([MULTI_LINE]).collect();
     for (place, text) in &outputs {
         assert_no_secret(place, text, &secrets);
