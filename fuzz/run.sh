@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets and runs each for a while on one core, seeded from the repository.
 #
-#   fuzz/run.sh                 # every target, the times below (about 12 minutes)
+#   fuzz/run.sh                 # every target, the times below (about 22 minutes)
 #   fuzz/run.sh template 300    # one target, 300 seconds
 #
 # cargo-fuzz needs unstable flags (-Zsanitizer=address): on a stable toolchain
@@ -13,8 +13,8 @@ export RUSTC_BOOTSTRAP=1
 ./seed.sh
 cargo fuzz build -O
 declare -A dict=([inventory]=toml [playbook]=toml [extra_vars]=toml [template]=template [pattern]=pattern)
-declare -A time=([inventory]=150 [playbook]=150 [extra_vars]=120 [template]=150 [diagnostic]=90 [pattern]=60)
-targets=("${1:-inventory playbook extra_vars template diagnostic pattern}")
+declare -A time=([inventory]=150 [playbook]=150 [extra_vars]=120 [template]=150 [diagnostic]=90 [pattern]=60 [masking]=300 [names]=300)
+targets=("${1:-inventory playbook extra_vars template diagnostic pattern masking names}")
 if [ $# -ge 2 ]; then time[$1]=$2; fi
 for t in ${targets[*]}; do
     args=(-max_total_time="${time[$t]}" -timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1)

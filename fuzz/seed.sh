@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 root=..
-mkdir -p corpus/{inventory,playbook,extra_vars,template,diagnostic,pattern}
+mkdir -p corpus/{inventory,playbook,extra_vars,template,diagnostic,pattern,masking,names}
 cp "$root"/tests/corpus/inventory/*.toml "$root"/inventories/*.toml corpus/inventory/
 cp "$root"/tests/corpus/playbook/*.toml "$root"/playbooks/*.toml corpus/playbook/
 # Every TOML input is also text for the diagnostic target.

@@ -21,6 +21,7 @@ pub mod inventory;
 pub mod job;
 pub mod last_run;
 pub mod lock;
+pub mod names;
 pub mod orchestrator;
 pub mod plan;
 pub mod playbook;

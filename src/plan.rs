@@ -62,6 +62,8 @@ pub struct PlannedTask {
 }
 
 impl PlannedTask {
+    /// The state digest covers the masked text only: a digest of a secret would let anyone
+    /// holding the plan confirm a guess of it.
     pub fn from_report(r: &TaskReport) -> Self {
         let mut h = Sha256::new();
         for part in [
@@ -71,16 +73,18 @@ impl PlannedTask {
             r.diff.as_deref().unwrap_or(""),
             &r.stdout,
         ] {
+            let part = crate::secrets::mask(part);
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
+        let mask = |s: &Option<String>| s.as_deref().map(|s| crate::secrets::mask(s).into_owned());
         Self {
             task_index: r.task_index,
-            task: r.task.clone(),
+            task: crate::secrets::mask(&r.task).into_owned(),
             status: r.status.as_str().to_owned(),
-            note: r.note.clone(),
-            command: r.command.clone(),
-            diff: r.diff.clone(),
+            note: mask(&r.note),
+            command: mask(&r.command),
+            diff: mask(&r.diff),
             state: hex::encode(h.finalize()),
         }
     }
@@ -230,6 +234,36 @@ mod tests {
             diff: None,
             state: format!("{status}{note}"),
         }
+    }
+
+    #[test]
+    fn plan_holds_no_secret_and_no_digest_of_one() {
+        crate::secrets::register("plan-secret-9f2e");
+        let report = |command: &str| TaskReport {
+            host: "web-1".into(),
+            play: "p".into(),
+            task: "t".into(),
+            task_index: 0,
+            kind: "command",
+            status: Status::Changed,
+            check_mode: true,
+            note: None,
+            command: Some(command.to_owned()),
+            exit: None,
+            stdout: "out plan-secret-9f2e".into(),
+            stderr: String::new(),
+            diff: Some("+pw=plan-secret-9f2e".into()),
+            duration: std::time::Duration::ZERO,
+        };
+        let raw = PlannedTask::from_report(&report("echo plan-secret-9f2e"));
+        let guess = PlannedTask::from_report(&report("echo plan-secret-0000"));
+        let text = serde_json::to_string(&raw).unwrap_or_default();
+        assert!(!text.contains("plan-secret-9f2e"), "{text}");
+        // The digest is of the masked text: it cannot tell a right guess from a wrong one
+        // any better than the masked text shown beside it.
+        let masked = PlannedTask::from_report(&report("echo ********"));
+        assert_eq!(raw.state, masked.state);
+        assert_ne!(raw.state, guess.state);
     }
 
     #[test]

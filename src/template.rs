@@ -5,6 +5,12 @@
 //! `$(rm -rf /); echo pwned` reaches the host as exactly that literal string. Paths and
 //! other plain fields, and template files, are rendered without quoting. Every undefined
 //! variable is an error naming the template, the line and the variable.
+//!
+//! Templates come from the operator's repository but are still bounded: a template file is
+//! read only from inside the templates directory (no absolute path, no `..`, no symlink
+//! leading out), every render runs on a [`FUEL`] budget of minijinja instructions, and its
+//! output may not grow past [`MAX_OUTPUT`] bytes, so a runaway loop ends with an error
+//! instead of hanging `validate` or filling memory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +18,13 @@ use std::sync::RwLock;
 
 use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+
+/// minijinja instructions one render may execute (its `fuel`): far beyond any real template,
+/// far below a `10⁵ × 10⁵` loop.
+pub const FUEL: u64 = 20_000_000;
+
+/// Bytes one render may produce.
+pub const MAX_OUTPUT: usize = 32 * 1024 * 1024;
 
 /// Suffix of a template name that turns on shell quoting.
 const SHELL_SUFFIX: &str = " (shell)";
@@ -53,6 +66,7 @@ impl Templates {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
         let mut syntax = minijinja::syntax::SyntaxConfig::builder();
         syntax.keep_trailing_newline(true);
         if let Ok(config) = syntax.build() {
@@ -119,8 +133,7 @@ impl Templates {
                 Mode::Shell => format!("{what}{SHELL_SUFFIX}"),
                 Mode::Plain | Mode::Path => what.to_owned(),
             };
-            self.env
-                .render_named_str(&name, source, ctx.clone())
+            self.render_bounded(&name, source, ctx)
                 .map_err(|e| convert(what, source, &e, &self.undefined_in(source, false, ctx)))?
         };
         if mode != Mode::Plain && rendered.contains('\0') {
@@ -135,8 +148,7 @@ impl Templates {
         let path = self.dir.join(src);
         let source = self.file_source(&path, src)?;
         let content = self
-            .env
-            .render_named_str(src, &source, ctx.clone())
+            .render_bounded(src, &source, ctx)
             .map_err(|e| convert(src, &source, &e, &self.undefined_in(&source, false, ctx)))?;
         if content.contains('\0') {
             return Err(TemplateError {
@@ -151,7 +163,78 @@ impl Templates {
         Ok(content)
     }
 
-    /// The text of a template file, cached for the run.
+    /// Renders `source` within the [`FUEL`] and [`MAX_OUTPUT`] bounds.
+    fn render_bounded(
+        &self,
+        name: &str,
+        source: &str,
+        ctx: &Value,
+    ) -> Result<String, minijinja::Error> {
+        let template = self.env.template_from_named_str(name, source)?;
+        let mut out = Bounded::default();
+        match template.render_captured_to(ctx.clone(), &mut out) {
+            Ok(_) => String::from_utf8(out.bytes)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())),
+            Err(_) if out.overflowed => Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "rendered output is larger than {} MiB; a loop that does not end?",
+                    MAX_OUTPUT / (1024 * 1024)
+                ),
+            )),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(minijinja::Error::new(
+                ErrorKind::OutOfFuel,
+                format!("template ran more than {FUEL} steps; a loop that does not end?"),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `src` inside the templates directory, or why it is not: an absolute path, a `..`
+    /// component or a symlink resolving outside are refused.
+    fn confined(&self, src: &str) -> Result<PathBuf, TemplateError> {
+        let refuse = |why: String| TemplateError {
+            template: src.to_owned(),
+            line: None,
+            variable: None,
+            message: format!("template `{src}` {why}"),
+        };
+        let rel = Path::new(src);
+        if rel.is_absolute() {
+            return Err(refuse(format!(
+                "is an absolute path; template files are read only from the templates directory `{}`",
+                self.dir.display()
+            )));
+        }
+        if rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(refuse(format!(
+                "uses `..`; template files are read only from inside the templates directory `{}`",
+                self.dir.display()
+            )));
+        }
+        let joined = self.dir.join(rel);
+        let (Ok(root), Ok(real)) = (
+            std::fs::canonicalize(&self.dir),
+            std::fs::canonicalize(&joined),
+        ) else {
+            // Missing: reading it reports the error with its path.
+            return Ok(joined);
+        };
+        if !real.starts_with(&root) {
+            return Err(refuse(format!(
+                "resolves to `{}` through a symbolic link, outside the templates directory `{}`",
+                real.display(),
+                self.dir.display()
+            )));
+        }
+        Ok(real)
+    }
+
+    /// The text of a template file, cached for the run. `src` must stay inside the
+    /// templates directory; `path` is only the key it is cached under.
     pub fn file_source(&self, path: &Path, src: &str) -> Result<String, TemplateError> {
         if let Some(text) = self
             .files
@@ -161,7 +244,8 @@ impl Templates {
         {
             return Ok(text.clone());
         }
-        let text = std::fs::read_to_string(path).map_err(|e| TemplateError {
+        let real = self.confined(src)?;
+        let text = std::fs::read_to_string(&real).map_err(|e| TemplateError {
             template: src.to_owned(),
             line: None,
             variable: None,
@@ -235,6 +319,28 @@ impl Templates {
             .into_iter()
             .filter(|name| ctx.get_attr(name).map_or(true, |v| v.is_undefined()))
             .collect()
+    }
+}
+
+/// A render's output, refusing to grow past [`MAX_OUTPUT`].
+#[derive(Default)]
+struct Bounded {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_OUTPUT {
+            self.overflowed = true;
+            return Err(std::io::Error::other("template output limit reached"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -612,6 +718,98 @@ mod tests {
         assert_eq!(s, "name=x y\n");
         let err = t.render_file("a.j2", &ctx(&[])).expect_err("undefined");
         assert_eq!(err.message, "a.j2 line 1: undefined variable `n`");
+    }
+
+    #[test]
+    fn template_src_is_confined_to_the_templates_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("templates");
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        std::fs::write(root.path().join("outside.txt"), "secret-outside").expect("write");
+        std::fs::write(dir.join("sub/in.j2"), "inside").expect("write");
+        std::os::unix::fs::symlink(root.path().join("outside.txt"), dir.join("link.j2"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(dir.join("sub/in.j2"), dir.join("ok-link.j2")).expect("symlink");
+        let t = Templates::new(&dir);
+        let none = ctx(&[]);
+        assert_eq!(t.render_file("sub/in.j2", &none).expect("inside"), "inside");
+        assert_eq!(
+            t.render_file("ok-link.j2", &none).expect("inside"),
+            "inside"
+        );
+        let err = t.render_file("/etc/passwd", &none).expect_err("absolute");
+        assert!(
+            err.message
+                .starts_with("template `/etc/passwd` is an absolute path"),
+            "{}",
+            err.message
+        );
+        let err = t
+            .render_file("../../../../etc/passwd", &none)
+            .expect_err("dot-dot");
+        assert!(err.message.contains("uses `..`"), "{}", err.message);
+        let err = t
+            .render_file("sub/../../outside.txt", &none)
+            .expect_err("dot-dot");
+        assert!(err.message.contains("uses `..`"), "{}", err.message);
+        let err = t.render_file("link.j2", &none).expect_err("symlink out");
+        assert!(
+            err.message.contains("through a symbolic link, outside"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("secret-outside"));
+    }
+
+    #[test]
+    fn a_runaway_template_runs_out_of_fuel() {
+        let t = Templates::new(".");
+        let started = std::time::Instant::now();
+        let err = t
+            .render(
+                "loop",
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                Mode::Plain,
+                &ctx(&[]),
+            )
+            .expect_err("runaway");
+        assert!(
+            err.message
+                .starts_with("loop: template ran more than 20000000 steps"),
+            "{}",
+            err.message
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn output_larger_than_the_limit_is_an_error() {
+        let t = Templates::new(".");
+        let big = "x".repeat(1024 * 1024);
+        let err = t
+            .render(
+                "big",
+                "{% for i in range(40) %}{{ big }}{% endfor %}",
+                Mode::Plain,
+                &ctx(&[("big", &big)]),
+            )
+            .expect_err("too big");
+        assert!(
+            err.message
+                .contains("rendered output is larger than 32 MiB"),
+            "{}",
+            err.message
+        );
+        // A large but bounded template still renders.
+        let ok = t
+            .render(
+                "ok",
+                "{% for i in range(10) %}{{ big }}{% endfor %}",
+                Mode::Plain,
+                &ctx(&[("big", &big)]),
+            )
+            .expect("10 MiB");
+        assert_eq!(ok.len(), 10 * 1024 * 1024);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod module_graph;
 mod pipeline;
 mod reports;
 mod run;
+mod security;
 mod settings;
 mod support;
 mod transport;

@@ -263,7 +263,7 @@ fn passphrase_key_and_ssh_agent_authenticate() {
     let config = fleet.ssh_config().to_string_lossy().into_owned();
     let args = ["run", "site.toml", "-i", "inventory.toml", "-F", &config];
     p.run_env(&args, &[("KEY_PASS", "correct horse")]).code(0);
-    let out = p.run_env(&args, &[("KEY_PASS", "wrong")]);
+    let out = p.run_env(&args, &[("KEY_PASS", "wrong-passphrase")]);
     out.code(2);
     assert!(!out.all().contains("correct horse"));
 

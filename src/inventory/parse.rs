@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 use super::connection::{self, Connection};
 use super::input::{Env, Input};
 use super::value::{self, Item, Key, entries, kind};
-use super::{ConnectionKind, Group, Host, Inventory, settings, tree};
+use super::{ConnectionKind, Group, Host, Inventory, secret, settings, tree};
 use super::{closest, did_you_mean};
 use crate::diag::Diagnostics;
 use crate::vars::Vars;
@@ -93,6 +93,7 @@ impl Parser<'_> {
             }
         }
         let settings = settings::read(&self.input, settings_table, &mut self.diags);
+        secret::refuse_names_equal_to_secrets(&self.input, doc, &mut self.diags);
         let membership = tree::resolve(&self.input, &hosts, &groups, &mut self.diags)?;
         let hosts = hosts
             .into_iter()

@@ -6,19 +6,19 @@ use std::ops::Range;
 use toml::de::DeTable;
 
 use super::input::Input;
-use super::value::kind;
+use super::value::{Key, kind};
 use crate::diag::Diagnostics;
 use crate::secrets;
 
 const SOURCES: [&str; 2] = ["env", "file"];
 
-/// True when `table` is written as a secret: its only keys are `env` and/or `file`.
-/// (Both at once is an error that [`resolve`] reports.)
+/// True when `table` is written as a secret: it has an `env` or a `file` key. Any other key
+/// beside them is an error that [`resolve`] reports, so a near-miss such as
+/// `{ env = "X", other = 1 }` never silently becomes a plain table.
 pub(crate) fn is_secret(table: &DeTable<'_>) -> bool {
-    !table.is_empty()
-        && table
-            .keys()
-            .all(|k| SOURCES.contains(&k.get_ref().as_ref()))
+    table
+        .keys()
+        .any(|k| SOURCES.contains(&k.get_ref().as_ref()))
 }
 
 /// The secret's value, registered for masking; `None` once a problem is reported.
@@ -30,6 +30,25 @@ pub(crate) fn resolve(
     what: &str,
     diags: &mut Diagnostics,
 ) -> Option<String> {
+    let mut extra = table
+        .iter()
+        .filter(|(k, _)| !SOURCES.contains(&k.get_ref().as_ref()))
+        .collect::<Vec<_>>();
+    extra.sort_by_key(|(k, _)| k.span().start);
+    if let Some((key, _)) = extra.first() {
+        diags.push(
+            input
+                .error(
+                    key.span(),
+                    format!(
+                        "unknown key \"{}\" in secret {what}; a secret table allows only \"env\" or \"file\"",
+                        key.get_ref().as_ref()
+                    ),
+                )
+                .with_hint("write { env = \"NAME\" } or { file = \"path\" }, nothing else"),
+        );
+        return None;
+    }
     if table.len() != 1 {
         diags.push(
             input
@@ -59,6 +78,25 @@ pub(crate) fn resolve(
         from_file(input, text, what)
     };
     match found {
+        Ok(value) if value.chars().count() < secrets::MIN_LEN => {
+            diags.push(
+                input
+                    .error(
+                        item.span(),
+                        format!(
+                            "secret {what} is too short ({} characters; at least {} are needed)",
+                            value.chars().count(),
+                            secrets::MIN_LEN
+                        ),
+                    )
+                    .with_hint(
+                        "every occurrence of a secret is masked in output; a short value would be \
+                         masked inside ordinary words, garbling the output and revealing the \
+                         secret by where the mask appears",
+                    ),
+            );
+            None
+        }
         Ok(value) => {
             secrets::register(&value);
             Some(value)
@@ -70,6 +108,56 @@ pub(crate) fn resolve(
             }
             diags.push(d);
             None
+        }
+    }
+}
+
+/// Refuses a host, group or variable name in `doc` that equals a secret's value: masking
+/// would hide every mention of that name and so reveal the secret. Located at the name.
+pub(crate) fn refuse_names_equal_to_secrets(
+    input: &Input<'_>,
+    doc: &DeTable<'_>,
+    diags: &mut Diagnostics,
+) {
+    let mut names: Vec<(&'static str, &Key<'_>)> = Vec::new();
+    for (key, item) in doc {
+        let Some(table) = item.get_ref().as_table() else {
+            continue;
+        };
+        match key.get_ref().as_ref() {
+            "vars" => names.extend(table.keys().map(|k| ("variable", k))),
+            section @ ("hosts" | "groups") => {
+                let kind = if section == "hosts" { "host" } else { "group" };
+                for (name, entry) in table {
+                    names.push((kind, name));
+                    if let Some(vars) = entry
+                        .get_ref()
+                        .as_table()
+                        .and_then(|t| t.get("vars"))
+                        .and_then(|v| v.get_ref().as_table())
+                    {
+                        names.extend(vars.keys().map(|k| ("variable", k)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    names.sort_by_key(|(_, k)| k.span().start);
+    for (kind, key) in names {
+        let name = key.get_ref().as_ref();
+        if secrets::is_registered(name) {
+            diags.push(
+                input
+                    .error(
+                        key.span(),
+                        format!("{kind} name \"{name}\" is also the value of a secret"),
+                    )
+                    .with_hint(
+                        "every occurrence of a secret is masked in output, so each mention of \
+                         this name would be masked and reveal the secret; choose another secret",
+                    ),
+            );
         }
     }
 }
@@ -213,8 +301,52 @@ mod tests {
 
     #[test]
     fn ordinary_tables_are_not_secrets() {
-        let doc = DeTable::parse("a = { file = \"x\", mode = 1 }\nb = {}\n").unwrap();
+        let doc = DeTable::parse("a = { path = \"x\", mode = 1 }\nb = {}\n").unwrap();
         assert!(!is_secret(doc.get_ref()["a"].get_ref().as_table().unwrap()));
         assert!(!is_secret(doc.get_ref()["b"].get_ref().as_table().unwrap()));
+    }
+
+    #[test]
+    fn near_miss_secret_table_is_an_error_listing_the_allowed_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve_in(
+            dir.path(),
+            "s = { env = \"CAPSTAN_T_SECRET\", other = 1 }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0[0].message,
+            "unknown key \"other\" in secret \"s\" in [vars]; a secret table allows only \"env\" or \"file\""
+        );
+        assert_eq!((err.0[0].line, err.0[0].column), (1, 33));
+    }
+
+    #[test]
+    fn short_secret_is_refused_and_not_registered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k"), "abc1234\n").unwrap();
+        let err = resolve_in(dir.path(), "s = { file = \"k\" }\n").unwrap_err();
+        assert_eq!(
+            err.0[0].message,
+            "secret \"s\" in [vars] is too short (7 characters; at least 8 are needed)"
+        );
+        assert!(err.0[0].hint.as_deref().unwrap_or("").contains("masked"));
+        assert!(!secrets::is_registered("abc1234"));
+    }
+
+    #[test]
+    fn names_equal_to_a_secret_are_refused_at_the_name() {
+        secrets::register("dtr-host-equal-1");
+        let src = "[vars]\nok = 1\n\n[hosts.\"dtr-host-equal-1\"]\n[groups.g]\nvars = { \"dtr-host-equal-1x\" = 1 }\n";
+        let doc = DeTable::parse(src).unwrap();
+        let input = Input::file(Path::new("inv.toml"), src, &env);
+        let mut diags = Diagnostics::default();
+        refuse_names_equal_to_secrets(&input, doc.get_ref(), &mut diags);
+        assert_eq!(diags.0.len(), 1, "{diags}");
+        assert_eq!(
+            diags.0[0].message,
+            "host name \"dtr-host-equal-1\" is also the value of a secret"
+        );
+        assert_eq!(diags.0[0].line, 4);
     }
 }

@@ -13,9 +13,6 @@ use crate::diag::Diagnostics;
 /// Implicit groups: `all` holds every host, `ungrouped` the hosts in no group.
 pub(crate) const RESERVED: [&str; 2] = ["all", "ungrouped"];
 
-/// Characters host patterns give a meaning to, so names cannot use them.
-const PATTERN_CHARS: [char; 8] = [',', ':', '!', '&', '*', '?', '[', ']'];
-
 /// Each host's groups, direct and inherited, in precedence order (see `Inventory::vars_for`).
 /// `None` when the groups form a cycle (already reported).
 pub(crate) fn resolve(
@@ -68,15 +65,12 @@ fn check_name(
                      inventory-wide variables go in [vars]",
                 ),
         );
-    } else if name.is_empty()
-        || name
-            .chars()
-            .any(|c| c.is_whitespace() || PATTERN_CHARS.contains(&c))
-    {
+    } else if !crate::names::is_safe(name) {
+        // A name becomes a file name (the local result cache) and a host pattern.
         diags.push(
             input
                 .error(span, format!("invalid {kind} name \"{name}\""))
-                .with_hint("names may not be empty or contain spaces or any of , : ! & * ? [ ]"),
+                .with_hint(crate::names::NAME_RULE),
         );
     }
 }

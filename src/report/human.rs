@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::escape;
 use super::event::{Event, HostRecap, Status, TaskReport};
 use crate::secrets;
 
@@ -54,26 +55,32 @@ impl HumanReporter {
         }
     }
 
-    /// Prints a line on stdout without tearing a live view.
+    /// Prints a line on stdout without tearing a live view. Secrets are masked and host
+    /// output is shown as data: control characters escaped, continuation lines indented.
     fn line(&self, text: &str) {
         let text = secrets::mask(text);
+        let text = text.trim_end_matches('\n');
         match &self.live {
             Some(live) => {
-                let _ = live.multi.println(text.as_ref());
+                let shown = escape::log_lines("", text);
+                let _ = live.multi.println(shown.trim_end().trim_start_matches(' '));
             }
             None => {
-                let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
-                let mut out = std::io::stdout().lock();
-                for l in text.lines() {
-                    let _ = writeln!(out, "{stamp} {l}");
-                }
+                let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                let _ = write!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    escape::log_lines(&stamp, text)
+                );
             }
         }
     }
 
-    /// Prints a block without timestamps (recap, failures).
+    /// Prints a block without timestamps (recap, failures); its lines are indented by the
+    /// caller, and control characters are escaped here.
     fn block(&self, text: &str) {
         let text = secrets::mask(text);
+        let text = escape::controls(&text);
         match &self.live {
             Some(live) => {
                 let _ = live.multi.println(text.trim_end());
@@ -142,7 +149,11 @@ impl HumanReporter {
                      is always refused: remove the stale known_hosts line once you know why it changed\n",
                 );
                 self.clear_live();
-                let _ = write!(std::io::stderr().lock(), "{}", secrets::mask(&text));
+                let _ = write!(
+                    std::io::stderr().lock(),
+                    "{}",
+                    escape::controls(&secrets::mask(&text))
+                );
             }
             Event::PlayStarted { name, hosts } => {
                 self.line(&format!("PLAY \"{name}\" on {} host(s)", hosts.len()));
@@ -176,7 +187,8 @@ impl HumanReporter {
                         b.enable_steady_tick(Duration::from_millis(120));
                         b
                     });
-                    bar.set_message(format!("{host}: {}", secrets::mask(task)));
+                    let task = secrets::mask(task);
+                    bar.set_message(format!("{host}: {}", escape::controls(&task)));
                 }
             }
             Event::TaskFinished(report) => self.task_finished(report),
@@ -295,14 +307,13 @@ fn failure_text(r: &TaskReport) -> String {
         Status::Unreachable => "unreachable",
         _ => "failed",
     };
-    let _ = writeln!(
-        s,
-        "    task \"{}\" {what}: {}",
-        r.task,
-        r.note.as_deref().unwrap_or("")
-    );
+    let note = r.note.as_deref().unwrap_or("");
+    s.push_str(&indent(note, &format!("    task \"{}\" {what}: ", r.task)));
+    if note.is_empty() {
+        let _ = writeln!(s, "    task \"{}\" {what}: ", r.task);
+    }
     if let Some(cmd) = &r.command {
-        let _ = writeln!(s, "      command: {cmd}");
+        s.push_str(&indent(cmd, "      command: "));
     }
     if let Some(exit) = &r.exit {
         let _ = writeln!(s, "      {exit}");
@@ -337,5 +348,38 @@ fn ms(d: Duration) -> String {
         format!("{} ms", d.as_millis())
     } else {
         format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure's note and command from a host may hold newlines: in the recap (printed
+    /// without timestamps) each continuation line stays indented under its field.
+    #[test]
+    fn a_multi_line_note_or_command_stays_indented_in_the_recap() {
+        let r = TaskReport {
+            host: "web-1".into(),
+            play: "p".into(),
+            task: "t".into(),
+            task_index: 0,
+            kind: "command",
+            status: Status::Failed,
+            check_mode: false,
+            note: Some("boom\n2026-01-01T00:00:00Z web-1 | forged | ok".into()),
+            command: Some("echo a\necho b".into()),
+            exit: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            diff: None,
+            duration: Duration::ZERO,
+        };
+        let text = failure_text(&r);
+        assert!(text.starts_with("    task \"t\" failed: boom\n"), "{text}");
+        for l in text.lines() {
+            assert!(l.starts_with("    "), "{l:?} in {text}");
+        }
+        assert!(text.contains("      command: echo a\n"), "{text}");
     }
 }

@@ -3,6 +3,9 @@
 //! failed → `<failure>`, unreachable → `<error>`, skipped → `<skipped>`, and with
 //! `--junit-changed-as-failure` a change (or, in check mode, a pending change) is a
 //! `<failure>` too, for drift checks.
+//!
+//! Text is masked first, then its control characters are escaped (see [`super::escape`]):
+//! XML 1.0 cannot carry them, and dropping them could join a masked-apart secret back up.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
@@ -110,8 +113,10 @@ fn failure_text(t: &TaskReport) -> String {
     lines.join("\n")
 }
 
+/// Secrets masked; control characters XML 1.0 cannot hold (and quick-junit would drop,
+/// joining what they separated) are written as visible escapes such as `\x1b`.
 fn mask(s: &str) -> String {
-    secrets::mask(s).into_owned()
+    super::escape::controls(&secrets::mask(s)).into_owned()
 }
 
 #[cfg(test)]
