@@ -2,7 +2,6 @@
 //! every replica read from its node, and the node a command runs from.
 
 use super::facts::{self, Replica};
-use super::remote::Member;
 use super::run::Run;
 
 /// Which members hold replicas and which are cache nodes.
@@ -55,22 +54,23 @@ pub(crate) fn note_bystanders(r: &mut Run<'_>, roles: &Roles) {
     }
 }
 
-/// Gathers the replicas on `indices`, probed from `prober` (see [`facts::replicas_on`]);
-/// on failure, fails the members and returns `None`.
-pub(crate) async fn view(
-    r: &mut Run<'_>,
-    indices: &[usize],
-    prober: Option<usize>,
-) -> Option<Vec<Replica>> {
-    match facts::gather(r.t(), &r.members, indices, prober).await {
-        Ok(v) => Some(v),
+/// Gathers the replicas on `indices` (see [`facts::gather`]) and learns each member's
+/// hostname; on failure, fails the members and returns `None`.
+pub(crate) async fn view(r: &mut Run<'_>, indices: &[usize]) -> Option<Vec<Replica>> {
+    match facts::gather(&r.members, indices).await {
+        Ok(g) => {
+            for (i, host) in g.hostnames {
+                r.members[i].node = host;
+            }
+            Some(g.replicas)
+        }
         Err(errors) => {
             let hosts: Vec<String> = errors
                 .iter()
                 .map(|(i, _)| format!("`{}`", r.members[*i].host))
                 .collect();
             for (i, e) in &errors {
-                r.fail(*i, e);
+                r.fail_with(*i, e);
             }
             let why = format!(
                 "not run: the DTR facts of {} could not be read",
@@ -86,23 +86,11 @@ pub(crate) async fn view(
     }
 }
 
-/// The first member in `among` with a healthy replica, and that replica.
-pub(crate) fn runner_of(
-    view: &[Replica],
-    among: &[usize],
-    not: Option<&str>,
-) -> Option<(usize, String)> {
+/// The first member in `among` with a healthy replica, none of `not`, and that replica.
+pub(crate) fn runner_of(view: &[Replica], among: &[usize], not: &[&str]) -> Option<(usize, String)> {
     among.iter().find_map(|&i| {
         view.iter()
-            .find(|rep| rep.member == Some(i) && rep.healthy && Some(rep.id.as_str()) != not)
+            .find(|rep| rep.member == Some(i) && rep.healthy && !not.contains(&rep.id.as_str()))
             .map(|rep| (i, rep.id.clone()))
     })
-}
-
-/// The env file the UCP password travels in.
-pub(crate) fn ucp_env(m: &Member) -> String {
-    format!(
-        "UCP_PASSWORD={}\n",
-        m.params.text("ucp_password").unwrap_or_default()
-    )
 }

@@ -9,18 +9,6 @@ use minijinja::value::Value;
 use super::params::with_vars;
 use crate::template::{Mode, TemplateError, Templates, shell_quote};
 
-/// The replicas on this node: `VERSION REPLICA_ID NODE` per line, from the labels DTR puts
-/// on its containers.
-pub(crate) const PS: &str = "docker ps --filter label=com.docker.dtr.replica-id --format \
-     '{{.Label \"com.docker.dtr.version\"}} {{.Label \"com.docker.dtr.replica-id\"}} \
-     {{.Label \"com.docker.dtr.node\"}}'";
-
-/// The node's memory in bytes.
-pub(crate) const MEM_TOTAL: &str = "docker info --format '{{.MemTotal}}'";
-
-/// The host's clock, in Unix seconds (backup ages are measured on the host).
-pub(crate) const NOW: &str = "date +%s";
-
 fn quoted(s: &str) -> String {
     // A NUL cannot reach a host at all; quoting it as empty keeps the command harmless.
     shell_quote(s).unwrap_or_else(|_| "''".to_owned())
@@ -111,16 +99,17 @@ mod tests {
             ("version", Value::from("2.6.8")),
             ("ucp_url", Value::from("https://ucp.example.com")),
             ("ucp_username", Value::from("ad min")),
-            ("ucp_insecure_tls", Value::from(true)),
+            ("ucp_ca", Value::from(true)),
+            ("ucp_insecure_tls", Value::from(false)),
             ("existing_replica_id", Value::from("aaa")),
         ];
         let cmd = render_template(&t, "dtr-upgrade.j2", &minijinja::context! {}, &values)
             .expect("renders");
         assert_eq!(
             cmd,
-            "docker run --rm --env-file \"$CAPSTAN_SECRET_FILE\" docker/dtr:2.6.8 upgrade \
-             --ucp-url https://ucp.example.com --ucp-username 'ad min' --existing-replica-id aaa \
-             --ucp-insecure-tls"
+            "docker run --rm --env-file \"$CAPSTAN_SECRET_FILE\" --env UCP_CA docker/dtr:2.6.8 \
+             upgrade --ucp-url https://ucp.example.com --ucp-username 'ad min' \
+             --existing-replica-id aaa"
         );
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 
 use super::commands::{LOAD_FROM_STDIN, image_inspect, pull};
+use super::error::DtrError;
 use super::remote::Member;
 use super::run::Run;
 
@@ -23,6 +24,7 @@ enum Outcome {
         stdout: String,
         stderr: String,
     },
+    Unreachable(DtrError),
 }
 
 pub(crate) async fn run(r: &mut Run<'_>) {
@@ -76,6 +78,7 @@ pub(crate) async fn run(r: &mut Run<'_>) {
                 r.output(i, &stdout, &stderr);
                 r.fail(i, &why);
             }
+            Outcome::Unreachable(e) => r.fail_with(i, &e),
         }
     }
 }
@@ -107,7 +110,7 @@ async fn node(
     match m.sh(&inspect).await {
         Ok(out) if out.success() => return Outcome::Present,
         Ok(_) => {}
-        Err(e) => return failed(e),
+        Err(e) => return Outcome::Unreachable(e),
     }
     let (what, done) = match &archive {
         Some(path) => (
@@ -130,7 +133,7 @@ async fn node(
     };
     let out = match result {
         Ok(out) => out,
-        Err(e) => return failed(e),
+        Err(e) => return Outcome::Unreachable(e),
     };
     if !out.success() {
         let verb = if data.is_some() {
@@ -149,6 +152,6 @@ async fn node(
         Ok(_) => failed(format!(
             "{what} succeeded, but the node still has no `{image}`; is it the right archive?"
         )),
-        Err(e) => failed(e),
+        Err(e) => Outcome::Unreachable(e),
     }
 }

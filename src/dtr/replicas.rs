@@ -12,7 +12,7 @@ use semver::Version;
 
 use super::cluster::{note_bystanders, roles, view};
 use super::facts::{self, Replica};
-use super::replica_step::{apply, preview};
+use super::replica_step::{Step, apply, batch, check_safe, preview};
 use super::run::Run;
 use super::spec::DtrKind;
 use crate::rules::{self, HaRefusal, ReplicaState, ScaleStep};
@@ -25,12 +25,13 @@ pub(crate) async fn run(r: &mut Run<'_>) {
         Err(why) => return r.refuse(&why),
     };
     note_bystanders(r, &roles);
-    let Some(mut view) = view(r, &roles.replicas, None).await else {
+    let Some(mut view) = view(r, &roles.replicas).await else {
         return;
     };
     let decided = version_of(&view).and_then(|version| {
         add_unlisted(r, &mut view);
-        let steps = plan(r, &view, &roles.replicas)?;
+        let steps = batch(plan(r, &view, &roles.replicas)?, &view);
+        safe_in_order(r, &view, &steps)?;
         Ok((version, steps))
     });
     let (version, steps) = match decided {
@@ -50,15 +51,18 @@ pub(crate) async fn run(r: &mut Run<'_>) {
         }
         return;
     }
-    let after = count
-        + steps
-            .iter()
-            .filter(|s| matches!(s, ScaleStep::Join { .. }))
-            .count()
-        - steps
-            .iter()
-            .filter(|s| matches!(s, ScaleStep::Remove { .. }))
-            .count();
+    let joins = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Join { .. }))
+        .count();
+    let removals: usize = steps
+        .iter()
+        .map(|s| match s {
+            Step::Remove { replicas } => replicas.len(),
+            Step::Join { .. } => 0,
+        })
+        .sum();
+    let after = (count + joins).saturating_sub(removals);
     let summary: Vec<String> = steps.iter().map(ToString::to_string).collect();
     let lead = roles.replicas.first().copied().unwrap_or(0);
     let verb = if r.check_mode() {
@@ -96,12 +100,41 @@ pub(crate) async fn run(r: &mut Run<'_>) {
     }
 }
 
+/// DTR's refusals (see [`check_safe`]) against the state each step leaves, before any
+/// change.
+fn safe_in_order(r: &Run<'_>, view: &[Replica], steps: &[Step]) -> Result<(), String> {
+    let unsafe_join = r.cluster_params().flag("unsafe_join");
+    let mut state = view.to_vec();
+    for step in steps {
+        check_safe(&state, step, unsafe_join)?;
+        match step {
+            Step::Join { node, replica_id } => state.push(Replica {
+                id: replica_id.clone(),
+                node: node.clone(),
+                version_text: String::new(),
+                version: None,
+                healthy: true,
+                health_note: "healthy".to_owned(),
+                member: None,
+            }),
+            Step::Remove { replicas } => {
+                state.retain(|rep| !replicas.iter().any(|(id, _)| *id == rep.id));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The cluster's version: every replica must run the same one.
 fn version_of(view: &[Replica]) -> Result<Version, String> {
     if let Some(problem) = facts::unparsable(view) {
         return Err(format!("refused: {problem}"));
     }
-    let mut versions: Vec<&Version> = view.iter().filter_map(|r| r.version.as_ref()).collect();
+    let mut versions: Vec<&Version> = view
+        .iter()
+        .filter(|r| r.member.is_some())
+        .filter_map(|r| r.version.as_ref())
+        .collect();
     versions.sort();
     versions.dedup();
     match versions.as_slice() {

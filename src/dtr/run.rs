@@ -7,6 +7,7 @@ use std::time::Instant;
 use minijinja::value::Value;
 
 use super::ClusterOutcome;
+use super::error::DtrError;
 use super::params::Params;
 use super::remote::{Member, env_prefix};
 use super::spec::DtrTask;
@@ -106,7 +107,7 @@ impl<'r> Run<'r> {
             });
             run.members.push(Member {
                 host: s.host.name.clone(),
-                node: params.text("node").unwrap_or(&s.host.name).to_owned(),
+                node: s.host.name.clone(),
                 session: s.session.clone(),
                 ctx,
                 params,
@@ -178,14 +179,24 @@ impl<'r> Run<'r> {
     /// Marks member `i` changed (would change, in check mode), unless it failed.
     pub fn changed(&mut self, i: usize) {
         let r = &mut self.reports[i];
-        if r.status != Status::Failed {
+        if !matches!(r.status, Status::Failed | Status::Unreachable) {
             r.status = Status::Changed;
         }
     }
 
     pub fn fail(&mut self, i: usize, why: &str) {
-        self.reports[i].status = Status::Failed;
+        if self.reports[i].status != Status::Unreachable {
+            self.reports[i].status = Status::Failed;
+        }
         self.note(i, why);
+    }
+
+    /// Fails member `i` with `e`; a lost connection makes the host unreachable instead.
+    pub fn fail_with(&mut self, i: usize, e: &DtrError) {
+        if e.is_transport() {
+            self.reports[i].status = Status::Unreachable;
+        }
+        self.fail(i, &e.to_string());
     }
 
     /// Refuses the task before any change: one failed report carrying `why`, and the run
@@ -294,11 +305,15 @@ impl<'r> Run<'r> {
         for (slot, (mut report, value)) in by_slot {
             report.duration = elapsed;
             let failed = report.status == Status::Failed;
+            let unreachable = report.status == Status::Unreachable;
             let value =
                 value.unwrap_or_else(|| plain_value(report.status == Status::Changed, failed));
             if let Some(state) = batch.get_mut(slot) {
                 if failed {
                     state.failed = true;
+                }
+                if unreachable {
+                    state.unreachable = true;
                 }
                 if let Some(name) = &self.task.register {
                     state.adopt(name, Some(value));

@@ -25,14 +25,14 @@ pub(crate) async fn run(r: &mut Run<'_>) {
         Err(why) => return r.refuse(&why),
     };
     note_bystanders(r, &roles);
-    let Some(view) = view(r, &roles.replicas, None).await else {
+    let Some(view) = view(r, &roles.replicas).await else {
         return;
     };
     let plan = match decide(r, &view) {
         Ok(plan) => plan,
         Err(why) => return r.refuse(&why),
     };
-    let Some((runner, existing)) = runner_of(&view, &roles.replicas, None) else {
+    let Some((runner, existing)) = runner_of(&view, &roles.replicas, &[]) else {
         return r.refuse(&format!(
             "refused: no healthy DTR replica to run the upgrade against ({}): the upgrade \
              needs `--existing-replica-id` of a healthy replica (\"If you are performing the \
@@ -46,7 +46,8 @@ pub(crate) async fn run(r: &mut Run<'_>) {
     for hop in &plan.hops {
         match upgrade_command(r, runner, &hop.to, &existing) {
             Ok(cmd) => commands.push(cmd),
-            Err(e) => return r.fail(runner, &e),
+            // A command its version cannot run is refused before any change.
+            Err(e) => return r.refuse(&format!("refused: {e}")),
         }
     }
     if !plan.hops.is_empty() {
@@ -70,7 +71,7 @@ pub(crate) async fn run(r: &mut Run<'_>) {
     }
     if r.check_mode() {
         for cmd in &commands {
-            r.would_run(runner, cmd);
+            r.would_run(runner, &cmd.command);
         }
         if plan.hops.iter().any(|h| migration::follows(&h.from, &h.to)) {
             r.note(
@@ -190,7 +191,9 @@ fn report_paths(r: &mut Run<'_>, view: &[Replica], members: &[usize], plan: &Upg
                 continue;
             }
             let shown = path.join(" -> ");
-            r.changed(i);
+            if check {
+                r.changed(i);
+            }
             let verb = if check { "would upgrade" } else { "upgrades" };
             r.note(i, &format!("{verb} replica `{}`: {shown}", rep.id));
             r.diff(i, &format!("version: {shown}"));
