@@ -212,7 +212,7 @@ async fn backup_age(
         &m.ctx,
         &[("node", Value::from(m.node.as_str()))],
     )?;
-    let script = format!("{cmd}\necho \"@@capstan now $(date +%s)\"");
+    let script = format!("{cmd}\nstatus=$?\necho\necho \"@@capstan now $(date +%s)\"\nexit $status");
     let out = m
         .sh(&script)
         .await?

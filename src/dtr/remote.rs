@@ -136,7 +136,7 @@ impl Member {
     }
 }
 
-/// `script`, preceded by writing stdin into the files `files` names (each `[a-z.-]+`, fixed
+/// `script`, preceded by writing stdin into the files `files` names (each `[a-z0-9.-]+`, fixed
 /// by capstan) of a private temporary directory that a trap removes; and the stdin.
 pub(crate) fn with_files(script: &str, files: &[(&str, &str)]) -> (String, Vec<u8>) {
     let d = DIR_VAR;
@@ -150,7 +150,7 @@ pub(crate) fn with_files(script: &str, files: &[(&str, &str)]) -> (String, Vec<u
     let mut stdin = Vec::new();
     let mut offset = 1;
     for (name, content) in files {
-        debug_assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '.' || c == '-'));
+        debug_assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'));
         let len = content.len();
         head.push_str(&format!(
             "tail -c +{offset} \"${d}/stdin\" | head -c {len} >\"${d}/{name}\" || exit 125\n"

@@ -300,7 +300,7 @@ const UPGRADE: &[ParamDef] = &[
     BOOTSTRAP_TIMEOUT,
     def("migration_timeout", Duration, "1h"),
     def("migration_poll", Duration, "15s"),
-    opt("vuln_db_archive", Text),
+    def("vuln_db_archive", Text, "{{ dtr_vuln_db_archive | default('') }}"),
     CACHE_NODES,
     opt("cache_version_command", Command),
     opt("cache_upgrade", Command),
