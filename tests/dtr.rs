@@ -515,7 +515,7 @@ fn removes_two_unhealthy_replicas_in_one_call() {
     assert!(removes[0].contains(&"--replica-ids".to_owned()), "{removes:?}");
     assert!(
         out.line("host4", "Remove DTR replicas")
-            .starts_with(&format!("changed (removed replica `{D}`")),
+            .starts_with(&format!("changed (removed replicas `{D}`")),
         "{}",
         out.stdout
     );
@@ -574,4 +574,125 @@ fn a_flag_the_version_lacks_is_refused_offline() {
     let out = c.validate(&["join.toml"]);
     out.code(3);
     assert!(out.stderr.contains("cannot verify UCP's TLS certificate"), "{}", out.stderr);
+}
+
+#[test]
+fn a_lost_connection_is_reported_unreachable_not_failed() {
+    let c = Cluster::new(3, "");
+    c.init("2.7.2", &[A, B, C]);
+    c.knob("drop.connection", &hostname(1));
+    let out = c.run(&["preflight.toml"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.line("host2", "DTR pre-flight checks").starts_with("unreachable"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.recap("host2"),
+        "ok=0 changed=0 failed=0 skipped=0 unreachable=1 cached=0"
+    );
+}
+
+#[test]
+fn a_blocked_path_and_a_two_replica_end_are_refused_before_any_change() {
+    let c = Cluster::new(3, "");
+    c.init("2.5.3", &[A, B, C]);
+    // The upgrade task alone: upgrade.toml's pre-flight would refuse first.
+    let upgrade_only = std::fs::read_to_string(c.project.path("upgrade.toml"))
+        .expect("read")
+        .split("[[plays.tasks]]")
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || *i == 3)
+        .map(|(_, part)| part)
+        .collect::<Vec<_>>()
+        .join("[[plays.tasks]]");
+    c.project.file("upgrade-only.toml", &upgrade_only);
+    let out = c.run(&["upgrade-only.toml", "-e", "dtr_available=2.7.2"]);
+    out.code(3);
+    assert!(
+        out.stdout.contains(
+            "refused: skip minor version (2.5.3 -> 2.7.2): when upgrading between minor \
+             versions you cannot skip versions"
+        ),
+        "{}",
+        out.stdout
+    );
+    let remove = c.run(&["remove.toml", "-e", "remove_nodes=host3", "-e", "dtr_version=2.5.3"]);
+    remove.code(3);
+    assert!(
+        remove
+            .stdout
+            .contains("refused: the DTR cluster would end with 2 replicas"),
+        "{}",
+        remove.stdout
+    );
+    assert!(c.bootstraps().is_empty());
+    assert_eq!(c.status().lines().count(), 3);
+}
+
+#[test]
+fn scale_replaces_an_unhealthy_replica_with_a_ca_given_as_a_secret() {
+    let c = Cluster::new(4, "dtr_replicas = 3");
+    c.init("2.7.2", &[A, B, C]);
+    // UCP's CA as PEM text from the environment instead of "fetch".
+    let inv = std::fs::read_to_string(c.project.path("inventory.toml")).expect("read");
+    c.project.file(
+        "inventory.toml",
+        &inv.replace("ucp_ca = \"fetch\"", "ucp_ca = { env = \"UCP_CA_PEM\" }"),
+    );
+    let pem = c.get("ucp/ca");
+    let pem = pem.as_str().expect("pem");
+    c.set(&format!("replicas/{C}/healthy"), "false");
+    let mut all = vec!["run", "-i", "inventory.toml", "scale.toml"];
+    all.push("-v");
+    let out = c.project.run_env(
+        &all,
+        &[
+            ("UCP_PASSWORD", UCP_PASSWORD),
+            ("DTR_API_TOKEN", API_TOKEN),
+            ("UCP_CA_PEM", pem),
+        ],
+    );
+    c.printed.borrow_mut().push(out.all());
+    out.code(0);
+    // The unhealthy replica goes first, then a new one joins on the first free node.
+    let id3 = capstan::rules::replica_id_for(UCP_URL, &hostname(2));
+    let status = c.status();
+    assert!(!status.contains(C), "{status}");
+    assert!(status.contains(&format!("{id3} {} 2.7.2 true", hostname(2))), "{}", out.stdout);
+    let cmds: Vec<String> = c.bootstraps().into_iter().map(|(_, cmd, _)| cmd).collect();
+    assert_eq!(cmds, ["remove", "join"]);
+    c.assert_clean();
+}
+
+#[test]
+fn pulls_online_or_from_an_archive_only_where_missing() {
+    let c = Cluster::new(2, "");
+    c.init("2.6.8", &[A]);
+    c.project.file(
+        "files/dtr-2.7.2.tar",
+        "dtr-sim image archive\ndocker/dtr:2.7.2\n",
+    );
+    c.project.file(
+        "pull.toml",
+        r#"
+[[plays]]
+name = "Pull"
+hosts = "dtr"
+
+[[plays.tasks]]
+name = "Load the DTR image"
+pull = { version = "2.7.2", archive = "files/dtr-2.7.2.tar" }
+"#,
+    );
+    c.knob("offline", "");
+    let out = c.run(&["pull.toml"]);
+    out.code(0);
+    assert_eq!(
+        out.line("host1", "Load the DTR image"),
+        "changed (loaded `docker/dtr:2.7.2` from `files/dtr-2.7.2.tar`)"
+    );
+    let again = c.run(&["pull.toml"]);
+    assert_eq!(again.line("host2", "Load the DTR image"), "ok (image present)");
 }

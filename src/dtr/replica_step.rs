@@ -385,7 +385,11 @@ fn step_done(step: &Step) -> String {
                 .iter()
                 .map(|(id, node)| format!("`{id}` from node `{node}`"))
                 .collect();
-            format!("removed replica {} in one call", parts.join(" and "))
+            if parts.len() == 1 {
+                format!("removed replica {}", parts.join(""))
+            } else {
+                format!("removed replicas {} in one call", parts.join(" and "))
+            }
         }
     }
 }

@@ -1063,6 +1063,26 @@ def sim_command(st, args):
 STATE = None
 
 
+def drop_connection():
+    """The knob `drop.connection` (holding a node's hostname): `docker ps` there kills the
+    SSH session it runs in, as a network failure would end it."""
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")[0]
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            break
+        if cmd.startswith(b"sshd:"):
+            os.kill(pid, 9)
+            time.sleep(5)
+            break
+        pid = ppid
+    raise Exit(NOT_MODELLED, "dtr-sim: drop.connection: no SSH session to drop\n")
+
+
 def main():
     global STATE
     prog = sys.argv[1]
@@ -1076,6 +1096,9 @@ def main():
                     log.write("parent: " + f.read().replace(b"\0", b" ").decode("utf-8", "replace") + "\n")
             except OSError:
                 pass
+    drop = knob("drop.connection")
+    if drop is not None and drop.strip() == NODE and prog == "docker" and args[:1] == ["ps"]:
+        drop_connection()
     STATE = State()
     code, out, err = 0, "", ""
     try:
