@@ -94,7 +94,10 @@ impl Cluster {
         }
         for entry in std::fs::read_dir(repo("templates")).expect("templates") {
             let path = entry.expect("entry").path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if name.starts_with("dtr-") {
                 let text = std::fs::read_to_string(&path).expect("template");
                 project.file(&format!("templates/{name}"), &text);
@@ -216,7 +219,11 @@ impl Cluster {
                 let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
                 let flags = v["flags"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| f.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 (s("version"), s("command"), flags)
             })
@@ -228,7 +235,10 @@ impl Cluster {
     #[track_caller]
     fn assert_clean(&self) {
         let argv = self.read("argv.log");
-        assert!(argv.contains("parent:"), "the process list was recorded:\n{argv}");
+        assert!(
+            argv.contains("parent:"),
+            "the process list was recorded:\n{argv}"
+        );
         let sent: String = self
             .sent
             .iter()
@@ -239,15 +249,24 @@ impl Cluster {
             .borrow()
             .iter()
             .map(|t| ("output", t.as_str()))
-            .chain([("process list", argv.as_str()), ("commands sent", sent.as_str())])
+            .chain([
+                ("process list", argv.as_str()),
+                ("commands sent", sent.as_str()),
+            ])
         {
             for secret in [UCP_PASSWORD, API_TOKEN, UCP_CA_MARK] {
-                assert!(!text.contains(secret), "{what} shows a secret `{secret}`:\n{text}");
+                assert!(
+                    !text.contains(secret),
+                    "{what} shows a secret `{secret}`:\n{text}"
+                );
             }
         }
         for line in argv.lines().filter(|l| l.starts_with("curl ")) {
             assert!(line.contains("--fail"), "{line}");
-            assert!(!line.contains("--insecure") || line.contains("/ca"), "{line}");
+            assert!(
+                !line.contains("--insecure") || line.contains("/ca"),
+                "{line}"
+            );
         }
         assert!(!argv.contains(" -it "), "{argv}");
     }
@@ -260,8 +279,14 @@ fn count(text: &str, needle: &str) -> usize {
 #[test]
 fn shipped_playbooks_validate() {
     let c = Cluster::new(3, "dtr_replicas = 3");
-    c.validate(&["preflight.toml", "upgrade.toml", "join.toml", "remove.toml", "scale.toml"])
-        .code(0);
+    c.validate(&[
+        "preflight.toml",
+        "upgrade.toml",
+        "join.toml",
+        "remove.toml",
+        "scale.toml",
+    ])
+    .code(0);
 }
 
 #[test]
@@ -325,7 +350,10 @@ fn pre_flight_passes_on_a_healthy_2_6_cluster_and_reports_what_fails() {
         "{}",
         bad.stdout
     );
-    assert!(bad.stdout.contains("PLAY STOPPED: task \"DTR pre-flight checks\" refused"));
+    assert!(
+        bad.stdout
+            .contains("PLAY STOPPED: task \"DTR pre-flight checks\" refused")
+    );
     c.assert_clean();
 }
 
@@ -336,12 +364,21 @@ fn upgrades_2_5_to_2_7_through_2_6_with_the_migration_failing_twice() {
     c.knob("fail.migration", "2");
     let dry = c.run(&["upgrade.toml", "--check", "--diff"]);
     dry.code(0);
-    assert_eq!(count(&dry.stdout, "    version: 2.5.3 -> 2.6.8 -> 2.7.2\n"), 3, "{}", dry.stdout);
-    assert!(dry.stdout.contains(&format!(
-        "would run: docker run --rm --env-file \"$CAPSTAN_SECRET_FILE\" --env UCP_CA \
+    assert_eq!(
+        count(&dry.stdout, "    version: 2.5.3 -> 2.6.8 -> 2.7.2\n"),
+        3,
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains(&format!(
+            "would run: docker run --rm --env-file \"$CAPSTAN_SECRET_FILE\" --env UCP_CA \
          docker/dtr:2.6.8 upgrade --ucp-url https://ucp.test --ucp-username admin \
          --existing-replica-id {A}"
-    )), "{}", dry.stdout);
+        )),
+        "{}",
+        dry.stdout
+    );
     assert!(c.bootstraps().is_empty(), "check mode ran no bootstrapper");
     assert!(c.get("jobs").as_array().is_some_and(Vec::is_empty));
 
@@ -374,8 +411,15 @@ fn upgrades_2_5_to_2_7_through_2_6_with_the_migration_failing_twice() {
     ] {
         assert!(run.stdout.contains(line), "{line}\n{}", run.stdout);
     }
-    assert!(!run.stdout.contains("retriggered with POST"), "{}", run.stdout);
-    assert_eq!(run.recap("host2"), "ok=1 changed=2 failed=0 skipped=0 unreachable=0 cached=0");
+    assert!(
+        !run.stdout.contains("retriggered with POST"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.recap("host2"),
+        "ok=1 changed=2 failed=0 skipped=0 unreachable=0 cached=0"
+    );
 
     let again = c.run(&["upgrade.toml"]);
     again.code(0);
@@ -394,16 +438,25 @@ fn a_migration_failing_three_times_is_retriggered_through_the_jobs_api() {
     let out = c.run(&["upgrade.toml", "-e", "dtr_version=2.6.8", "-v"]);
     out.code(0);
     assert!(
-        out.stdout
-            .contains("metadatastoremigration job failed 3 times; retriggered with POST /api/v0/jobs"),
+        out.stdout.contains(
+            "metadatastoremigration job failed 3 times; retriggered with POST /api/v0/jobs"
+        ),
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("metadatastoremigration job done (attempt 4)"));
+    assert!(
+        out.stdout
+            .contains("metadatastoremigration job done (attempt 4)")
+    );
     let jobs = c.get("jobs");
     let statuses: Vec<&str> = jobs
         .as_array()
-        .map(|a| a.iter().rev().filter_map(|j| j["status"].as_str()).collect())
+        .map(|a| {
+            a.iter()
+                .rev()
+                .filter_map(|j| j["status"].as_str())
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(statuses, ["error", "error", "error", "done"]);
     let argv = c.read("argv.log");
@@ -440,23 +493,43 @@ fn an_upgrade_interrupted_after_one_replica_resumes_and_reports_honestly() {
             hostname(2)
         )
     );
-    assert!(first.stdout.contains("the upgrade to 2.7.2 failed on `host1` (exit status 1)"), "{}", first.stdout);
+    assert!(
+        first
+            .stdout
+            .contains("the upgrade to 2.7.2 failed on `host1` (exit status 1)"),
+        "{}",
+        first.stdout
+    );
     assert!(first.stdout.contains("rerun the playbook to resume"));
     // Only the replica seen to change is `changed`.
-    assert!(!first.line("host2", "Upgrade the DTR cluster").starts_with("changed"));
+    assert!(
+        !first
+            .line("host2", "Upgrade the DTR cluster")
+            .starts_with("changed")
+    );
 
     c.unknob("fail.upgrade-after");
     let second = c.run(&["upgrade.toml"]);
     second.code(0);
     assert!(
-        second
-            .stdout
-            .contains(&format!("resuming the hop 2.6.8 -> 2.7.2: replica(s) `{A}` already at 2.7.2")),
+        second.stdout.contains(&format!(
+            "resuming the hop 2.6.8 -> 2.7.2: replica(s) `{A}` already at 2.7.2"
+        )),
         "{}",
         second.stdout
     );
-    assert!(second.line("host2", "Upgrade the DTR cluster").starts_with("changed"));
-    assert!(second.line("host1", "Upgrade the DTR cluster").starts_with("ok"), "{}", second.stdout);
+    assert!(
+        second
+            .line("host2", "Upgrade the DTR cluster")
+            .starts_with("changed")
+    );
+    assert!(
+        second
+            .line("host1", "Upgrade the DTR cluster")
+            .starts_with("ok"),
+        "{}",
+        second.stdout
+    );
     let log = c.get("upgrade_log").to_string();
     assert_eq!(count(&log, &format!("{A} ")), 1, "{log}");
     c.assert_clean();
@@ -472,7 +545,10 @@ fn joins_with_the_nodes_hostname_not_its_inventory_name() {
     let id3 = capstan::rules::replica_id_for(UCP_URL, &hostname(2));
     let status = c.status();
     for (id, i) in [(A.to_owned(), 0), (id2.clone(), 1), (id3.clone(), 2)] {
-        assert!(status.contains(&format!("{id} {} 2.7.2 true", hostname(i))), "{status}");
+        assert!(
+            status.contains(&format!("{id} {} 2.7.2 true", hostname(i))),
+            "{status}"
+        );
     }
     let joins: Vec<Vec<String>> = c
         .bootstraps()
@@ -484,14 +560,19 @@ fn joins_with_the_nodes_hostname_not_its_inventory_name() {
     assert!(joins[0].contains(&hostname(1)), "{joins:?}");
     assert!(!joins.iter().flatten().any(|f| f == "host2"), "{joins:?}");
     assert!(
-        out.line("host2", "Join DTR replicas")
-            .starts_with(&format!("changed (joined replica `{id2}` on node `{}`", hostname(1))),
+        out.line("host2", "Join DTR replicas").starts_with(&format!(
+            "changed (joined replica `{id2}` on node `{}`",
+            hostname(1)
+        )),
         "{}",
         out.stdout
     );
     let again = c.run(&["join.toml"]);
     again.code(0);
-    assert_eq!(again.recap("host2"), "ok=1 changed=0 failed=0 skipped=0 unreachable=0 cached=0");
+    assert_eq!(
+        again.recap("host2"),
+        "ok=1 changed=0 failed=0 skipped=0 unreachable=0 cached=0"
+    );
     c.assert_clean();
 }
 
@@ -512,7 +593,10 @@ fn removes_two_unhealthy_replicas_in_one_call() {
         .collect();
     assert_eq!(removes.len(), 1, "one call: {removes:?}");
     assert!(removes[0].contains(&format!("{D},{E}")), "{removes:?}");
-    assert!(removes[0].contains(&"--replica-ids".to_owned()), "{removes:?}");
+    assert!(
+        removes[0].contains(&"--replica-ids".to_owned()),
+        "{removes:?}"
+    );
     assert!(
         out.line("host4", "Remove DTR replicas")
             .starts_with(&format!("changed (removed replicas `{D}`")),
@@ -530,16 +614,25 @@ fn join_and_remove_are_refused_while_a_replica_is_unhealthy() {
     let join = c.run(&["join.toml"]);
     join.code(3);
     assert!(
-        join.stdout
-            .contains(&format!("while replica `{C}` (unhealthy: /_ping answered with an HTTP error")),
+        join.stdout.contains(&format!(
+            "while replica `{C}` (unhealthy: /_ping answered with an HTTP error"
+        )),
         "{}",
         join.stdout
     );
     assert!(join.stdout.contains("DTR's join refuses"));
-    let remove = c.run(&["remove.toml", "-e", &format!("replica_ids={B}"), "-e", "allow_even_replicas=true"]);
+    let remove = c.run(&[
+        "remove.toml",
+        "-e",
+        &format!("replica_ids={B}"),
+        "-e",
+        "allow_even_replicas=true",
+    ]);
     remove.code(3);
     assert!(
-        remove.stdout.contains(&format!("refused: cannot remove healthy replica `{B}` while `{C}` unhealthy")),
+        remove.stdout.contains(&format!(
+            "refused: cannot remove healthy replica `{B}` while `{C}` unhealthy"
+        )),
         "{}",
         remove.stdout
     );
@@ -551,7 +644,8 @@ fn join_and_remove_are_refused_while_a_replica_is_unhealthy() {
 #[test]
 fn a_flag_the_version_lacks_is_refused_offline() {
     let c = Cluster::new(1, "");
-    let upgrade = std::fs::read_to_string(c.project.path("templates/dtr-upgrade.j2")).expect("read");
+    let upgrade =
+        std::fs::read_to_string(c.project.path("templates/dtr-upgrade.j2")).expect("read");
     c.project.file(
         "templates/dtr-upgrade.j2",
         &upgrade.replace("upgrade \\\n", "upgrade --no-image-check \\\n"),
@@ -565,15 +659,24 @@ fn a_flag_the_version_lacks_is_refused_offline() {
         "{}",
         out.stderr
     );
-    assert!(!out.stderr.contains("for DTR 2.6.8"), "2.6 has the flag: {}", out.stderr);
+    assert!(
+        !out.stderr.contains("for DTR 2.6.8"),
+        "2.6 has the flag: {}",
+        out.stderr
+    );
 
     // Without a CA or the insecure switch, the bootstrapper cannot verify UCP: an offline
     // error too.
     let inv = std::fs::read_to_string(c.project.path("inventory.toml")).expect("read");
-    c.project.file("inventory.toml", &inv.replace("ucp_ca = \"fetch\"\n", ""));
+    c.project
+        .file("inventory.toml", &inv.replace("ucp_ca = \"fetch\"\n", ""));
     let out = c.validate(&["join.toml"]);
     out.code(3);
-    assert!(out.stderr.contains("cannot verify UCP's TLS certificate"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot verify UCP's TLS certificate"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -584,7 +687,8 @@ fn a_lost_connection_is_reported_unreachable_not_failed() {
     let out = c.run(&["preflight.toml"]);
     assert_ne!(out.code, 0, "{}", out.stdout);
     assert!(
-        out.line("host2", "DTR pre-flight checks").starts_with("unreachable"),
+        out.line("host2", "DTR pre-flight checks")
+            .starts_with("unreachable"),
         "{}",
         out.stdout
     );
@@ -618,7 +722,13 @@ fn a_blocked_path_and_a_two_replica_end_are_refused_before_any_change() {
         "{}",
         out.stdout
     );
-    let remove = c.run(&["remove.toml", "-e", "remove_nodes=host3", "-e", "dtr_version=2.5.3"]);
+    let remove = c.run(&[
+        "remove.toml",
+        "-e",
+        "remove_nodes=host3",
+        "-e",
+        "dtr_version=2.5.3",
+    ]);
     remove.code(3);
     assert!(
         remove
@@ -660,7 +770,11 @@ fn scale_replaces_an_unhealthy_replica_with_a_ca_given_as_a_secret() {
     let id3 = capstan::rules::replica_id_for(UCP_URL, &hostname(2));
     let status = c.status();
     assert!(!status.contains(C), "{status}");
-    assert!(status.contains(&format!("{id3} {} 2.7.2 true", hostname(2))), "{}", out.stdout);
+    assert!(
+        status.contains(&format!("{id3} {} 2.7.2 true", hostname(2))),
+        "{}",
+        out.stdout
+    );
     let cmds: Vec<String> = c.bootstraps().into_iter().map(|(_, cmd, _)| cmd).collect();
     assert_eq!(cmds, ["remove", "join"]);
     c.assert_clean();
@@ -694,5 +808,8 @@ pull = { version = "2.7.2", archive = "files/dtr-2.7.2.tar" }
         "changed (loaded `docker/dtr:2.7.2` from `files/dtr-2.7.2.tar`)"
     );
     let again = c.run(&["pull.toml"]);
-    assert_eq!(again.line("host2", "Load the DTR image"), "ok (image present)");
+    assert_eq!(
+        again.line("host2", "Load the DTR image"),
+        "ok (image present)"
+    );
 }

@@ -25,8 +25,14 @@ pub(crate) fn ucp_service(m: &Member) -> Result<Service, DtrError> {
 pub(crate) fn base_values(m: &Member) -> Vec<(&'static str, Value)> {
     let p = &m.params;
     vec![
-        ("image", Value::from(p.text("image").unwrap_or("docker/dtr"))),
-        ("ucp_url", Value::from(p.text("ucp_url").unwrap_or_default())),
+        (
+            "image",
+            Value::from(p.text("image").unwrap_or("docker/dtr")),
+        ),
+        (
+            "ucp_url",
+            Value::from(p.text("ucp_url").unwrap_or_default()),
+        ),
         (
             "ucp_username",
             Value::from(p.text("ucp_username").unwrap_or_default()),

@@ -56,33 +56,41 @@ pub(crate) async fn run(r: &mut Run<'_>) {
         .map(|(i, _)| i)
         .or_else(|| roles.replicas.first().copied())
         .unwrap_or(0);
-    let backup_at = match r.cluster_params().text("backup_node").filter(|h| !h.is_empty()) {
+    let backup_at = match r
+        .cluster_params()
+        .text("backup_node")
+        .filter(|h| !h.is_empty())
+    {
         None => Ok(lead),
-        Some(host) => r.members.iter().position(|m| m.host == host).ok_or_else(|| {
-            DtrError::Input(format!(
-                "`backup_node` is `{host}`, which is not a host of this run"
-            ))
-        }),
+        Some(host) => r
+            .members
+            .iter()
+            .position(|m| m.host == host)
+            .ok_or_else(|| {
+                DtrError::Input(format!(
+                    "`backup_node` is `{host}`, which is not a host of this run"
+                ))
+            }),
     };
     let task_name = r.task.name.clone();
     let t = r.t();
     let lead_m = &r.members[lead];
-    let (ucp, mem_bytes, backup_age) = futures::join!(
-        ucp::read(lead_m),
-        memory(lead_m),
-        async {
-            match backup_at {
-                Ok(i) => backup_age(t, &task_name, &r.members[i]).await,
-                Err(e) => Err(e),
-            }
+    let (ucp, mem_bytes, backup_age) = futures::join!(ucp::read(lead_m), memory(lead_m), async {
+        match backup_at {
+            Ok(i) => backup_age(t, &task_name, &r.members[i]).await,
+            Err(e) => Err(e),
         }
-    );
+    });
     let facts = ClusterFacts {
         ucp,
         mem_bytes,
         backup_age,
     };
-    let target = r.cluster_params().text("version").unwrap_or_default().to_owned();
+    let target = r
+        .cluster_params()
+        .text("version")
+        .unwrap_or_default()
+        .to_owned();
     let hops = path(r, &view, &target);
     let mut cluster_failed = Vec::new();
     let mut cluster_passed = Vec::new();
@@ -128,7 +136,10 @@ pub(crate) async fn run(r: &mut Run<'_>) {
         r.register(i, value);
         if i != lead && roles.replicas.contains(&i) {
             let lead_host = r.members[lead].host.clone();
-            r.note(i, &format!("the cluster's conditions are checked on `{lead_host}`, the upgrade node"));
+            r.note(
+                i,
+                &format!("the cluster's conditions are checked on `{lead_host}`, the upgrade node"),
+            );
         }
         if failed.is_empty() {
             if !passed.is_empty() {
@@ -202,7 +213,9 @@ async fn backup_age(
     m: &Member,
 ) -> Result<Duration, DtrError> {
     let Some(source) = m.params.command("backup_time_command") else {
-        return Err(DtrError::Input("`backup_time_command` is not configured".to_owned()));
+        return Err(DtrError::Input(
+            "`backup_time_command` is not configured".to_owned(),
+        ));
     };
     let cmd = render_command(
         t,
@@ -212,7 +225,8 @@ async fn backup_age(
         &m.ctx,
         &[("node", Value::from(m.node.as_str()))],
     )?;
-    let script = format!("{cmd}\nstatus=$?\necho\necho \"@@capstan now $(date +%s)\"\nexit $status");
+    let script =
+        format!("{cmd}\nstatus=$?\necho\necho \"@@capstan now $(date +%s)\"\nexit $status");
     let out = m
         .sh(&script)
         .await?
@@ -245,9 +259,11 @@ fn path(r: &Run<'_>, view: &[Replica], target: &str) -> Result<(String, Vec<Upgr
     }
     let versions: Vec<Version> = view.iter().filter_map(|r| r.version.clone()).collect();
     let Some(cluster) = rules::cluster_version(&versions) else {
-        return Err("no DTR replica was found on the checked nodes (no `dtr-rethinkdb-<id>` \
+        return Err(
+            "no DTR replica was found on the checked nodes (no `dtr-rethinkdb-<id>` \
                     container)"
-            .to_owned());
+                .to_owned(),
+        );
     };
     let previous = format!("{}.{}", target.major, target.minor.saturating_sub(1));
     let seed = format!(
@@ -267,10 +283,15 @@ fn path(r: &Run<'_>, view: &[Replica], target: &str) -> Result<(String, Vec<Upgr
         available.push(target.clone());
     }
     match rules::plan(&cluster, &target, &available, &opts) {
-        Ok(plan) if plan.hops.is_empty() => Ok((format!("DTR is at {cluster}, the target"), Vec::new())),
+        Ok(plan) if plan.hops.is_empty() => {
+            Ok((format!("DTR is at {cluster}, the target"), Vec::new()))
+        }
         Ok(plan) => {
             let hops: Vec<String> = plan.hops.iter().map(ToString::to_string).collect();
-            Ok((format!("DTR {cluster} upgrades by {}", hops.join(", ")), plan.hops))
+            Ok((
+                format!("DTR {cluster} upgrades by {}", hops.join(", ")),
+                plan.hops,
+            ))
         }
         Err(e) => Err(format!(
             "the cluster runs DTR {cluster} (its lowest replica): {e}: {seed}"
@@ -301,10 +322,7 @@ fn ucp_conditions(
             Err(e) => return vec![Err(format!("target `{target}`: {e}"))],
         }
     }
-    versions
-        .iter()
-        .map(|v| ucp_condition(m, ucp, v))
-        .collect()
+    versions.iter().map(|v| ucp_condition(m, ucp, v)).collect()
 }
 
 fn ucp_condition(m: &Member, ucp: &Version, target: &Version) -> Result<String, String> {

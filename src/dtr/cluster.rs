@@ -87,7 +87,11 @@ pub(crate) async fn view(r: &mut Run<'_>, indices: &[usize]) -> Option<Vec<Repli
 }
 
 /// The first member in `among` with a healthy replica, none of `not`, and that replica.
-pub(crate) fn runner_of(view: &[Replica], among: &[usize], not: &[&str]) -> Option<(usize, String)> {
+pub(crate) fn runner_of(
+    view: &[Replica],
+    among: &[usize],
+    not: &[&str],
+) -> Option<(usize, String)> {
     among.iter().find_map(|&i| {
         view.iter()
             .find(|rep| rep.member == Some(i) && rep.healthy && !not.contains(&rep.id.as_str()))

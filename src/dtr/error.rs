@@ -11,7 +11,7 @@ pub(crate) enum DtrError {
     Transport {
         host: String,
         #[source]
-        source: TransportError,
+        source: Box<TransportError>,
     },
     /// A command ran and failed.
     #[error("{what} failed on `{host}` ({status}){tail}")]

@@ -127,13 +127,23 @@ fn replicas_of(containers: &[Container], node: &str, member: usize) -> Vec<Repli
             .collect();
         let missing: Vec<&str> = SERVICES
             .iter()
-            .filter(|s| !containers.iter().any(|c| c.id == rethink.id && c.service == **s))
+            .filter(|s| {
+                !containers
+                    .iter()
+                    .any(|c| c.id == rethink.id && c.service == **s)
+            })
             .copied()
             .collect();
         let (healthy, health_note) = if !stopped.is_empty() {
-            (false, format!("unhealthy: containers not running: {}", stopped.join(", ")))
+            (
+                false,
+                format!("unhealthy: containers not running: {}", stopped.join(", ")),
+            )
         } else if !missing.is_empty() {
-            (false, format!("unhealthy: no container for {}", missing.join(", ")))
+            (
+                false,
+                format!("unhealthy: no container for {}", missing.join(", ")),
+            )
         } else {
             (false, "health not probed".to_owned())
         };
@@ -183,12 +193,14 @@ pub(crate) async fn node_facts(
         .await?
         .expect_success("`docker info`/`docker ps -a` (DTR containers)", &m.host)?;
     let (hostname, containers) = parse_ps(&out.stdout);
-    let hostname = hostname.filter(|h| !h.is_empty()).ok_or_else(|| DtrError::Unreadable {
-        what: "`docker info --format '{{.Name}}'`".to_owned(),
-        host: m.host.clone(),
-        text: out.stdout.lines().next().unwrap_or("").to_owned(),
-        why: "no hostname".to_owned(),
-    })?;
+    let hostname = hostname
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| DtrError::Unreadable {
+            what: "`docker info --format '{{.Name}}'`".to_owned(),
+            host: m.host.clone(),
+            text: out.stdout.lines().next().unwrap_or("").to_owned(),
+            why: "no hostname".to_owned(),
+        })?;
     let mut replicas = replicas_of(&containers, &hostname, index);
     for r in &mut replicas {
         if r.version.is_none() {
@@ -207,7 +219,10 @@ async fn registry_version(m: &Member, r: &mut Replica) -> Result<(), DtrError> {
         "docker container inspect --format '{{{{json .Config.Env}}}}' dtr-registry-{}",
         r.id
     );
-    let out = m.sh(&cmd).await?.expect_success("`docker container inspect`", &m.host)?;
+    let out = m
+        .sh(&cmd)
+        .await?
+        .expect_success("`docker container inspect`", &m.host)?;
     let env: Vec<String> = serde_json::from_str(out.stdout.trim()).unwrap_or_default();
     if let Some(v) = env.iter().find_map(|e| e.strip_prefix("DTR_VERSION=")) {
         r.version_text = v.to_owned();
@@ -234,8 +249,17 @@ async fn ping(m: &Member, r: &mut Replica) -> Result<(), DtrError> {
         .await?;
     let (healthy, note) = match out.status {
         ExitStatus::Code(0) => (true, "healthy".to_owned()),
-        ExitStatus::Code(22) => (false, "unhealthy: /_ping answered with an HTTP error (503: not healthy)".to_owned()),
-        ExitStatus::Code(7) => (false, format!("unhealthy: nothing answers on port {} of its node", https_port(m))),
+        ExitStatus::Code(22) => (
+            false,
+            "unhealthy: /_ping answered with an HTTP error (503: not healthy)".to_owned(),
+        ),
+        ExitStatus::Code(7) => (
+            false,
+            format!(
+                "unhealthy: nothing answers on port {} of its node",
+                https_port(m)
+            ),
+        ),
         _ => return Err(out.error(&format!("`/_ping` of replica `{}`", r.id), &m.host)),
     };
     r.healthy = healthy;
@@ -245,9 +269,7 @@ async fn ping(m: &Member, r: &mut Replica) -> Result<(), DtrError> {
 
 /// `GET /api/v0/meta/cluster_status` on the node of member `at` (its own replica):
 /// `replica_health`, id → `OK` or the reason.
-pub(crate) async fn cluster_status(
-    m: &Member,
-) -> Result<Option<Vec<(String, String)>>, DtrError> {
+pub(crate) async fn cluster_status(m: &Member) -> Result<Option<Vec<(String, String)>>, DtrError> {
     let (Some(user), Some(token)) = (m.params.text("api_username"), m.params.text("api_token"))
     else {
         return Ok(None);
@@ -411,9 +433,16 @@ mod tests {
             .collect();
         assert_eq!(
             seen,
-            [("0123456789ab", "2.6.1", false), ("aaaaaaaaaaaa", "2.5.2", false)]
+            [
+                ("0123456789ab", "2.6.1", false),
+                ("aaaaaaaaaaaa", "2.5.2", false)
+            ]
         );
-        assert!(got[0].health_note.starts_with("unhealthy: no container for garant"));
+        assert!(
+            got[0]
+                .health_note
+                .starts_with("unhealthy: no container for garant")
+        );
         assert!(
             got[1]
                 .health_note
@@ -421,7 +450,10 @@ mod tests {
             "{}",
             got[1].health_note
         );
-        assert_eq!(split_name("dtr-notary-server-0123456789ab"), Some(("notary-server", "0123456789ab")));
+        assert_eq!(
+            split_name("dtr-notary-server-0123456789ab"),
+            Some(("notary-server", "0123456789ab"))
+        );
         assert_eq!(split_name("dtr-rethinkdb-xyz"), None);
     }
 
@@ -433,7 +465,10 @@ mod tests {
         merge_status(
             &mut got,
             &[
-                ("0123456789ab".into(), "Replica reported health too long ago".into()),
+                (
+                    "0123456789ab".into(),
+                    "Replica reported health too long ago".into(),
+                ),
                 ("bbbbbbbbbbbb".into(), "OK".into()),
             ],
         );

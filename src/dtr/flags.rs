@@ -79,7 +79,10 @@ fn flag_of_env(version: &Version, command: &str, var: &str) -> Option<&'static s
 /// environment variable) known to the image's version.
 pub(crate) fn check(command: &str) -> Result<(), DtrError> {
     let words = split_words(command);
-    let Some(run) = words.windows(2).position(|w| w[0] == "docker" && w[1] == "run") else {
+    let Some(run) = words
+        .windows(2)
+        .position(|w| w[0] == "docker" && w[1] == "run")
+    else {
         return Ok(());
     };
     let bad = |why: String| Err(DtrError::Input(format!("{why}, in `{command}`")));
@@ -218,9 +221,18 @@ mod tests {
 
     #[test]
     fn no_image_check_exists_only_in_2_6_upgrade() {
-        assert_eq!(accepts(&v("2.6.8"), "upgrade", "no-image-check"), Some(true));
-        assert_eq!(accepts(&v("2.5.3"), "upgrade", "no-image-check"), Some(false));
-        assert_eq!(accepts(&v("2.7.2"), "upgrade", "no-image-check"), Some(false));
+        assert_eq!(
+            accepts(&v("2.6.8"), "upgrade", "no-image-check"),
+            Some(true)
+        );
+        assert_eq!(
+            accepts(&v("2.5.3"), "upgrade", "no-image-check"),
+            Some(false)
+        );
+        assert_eq!(
+            accepts(&v("2.7.2"), "upgrade", "no-image-check"),
+            Some(false)
+        );
         assert_eq!(accepts(&v("2.7.2"), "join", "ucp-node"), Some(true));
         assert_eq!(accepts(&v("2.7.2"), "remove", "replica-ids"), Some(true));
         assert_eq!(accepts(&v("2.8.0"), "remove", "replica-ids"), None);
@@ -232,15 +244,24 @@ mod tests {
                   docker/dtr:2.7.2 join --ucp-node 'node b' --ucp-url https://u \
                   --ucp-username admin --existing-replica-id aaa";
         assert!(check(ok).is_ok());
-        let bad = |cmd: &str| check(cmd).map_err(|e| e.to_string()).err().unwrap_or_default();
+        let bad = |cmd: &str| {
+            check(cmd)
+                .map_err(|e| e.to_string())
+                .err()
+                .unwrap_or_default()
+        };
         assert!(
             bad("docker run --rm docker/dtr:2.7.2 upgrade --no-image-check")
                 .contains("DTR 2.7.2's `upgrade` has no flag `--no-image-check`")
         );
         assert!(check("docker run --rm docker/dtr:2.6.8 upgrade --no-image-check").is_ok());
         assert!(bad("docker run -it --rm docker/dtr:2.7.2 upgrade").contains("TTY"));
-        assert!(bad("docker run --env UCP_PASSWORD=x docker/dtr:2.7.2 upgrade").contains("--env-file"));
-        assert!(bad("docker run --rm docker/dtr:2.7.2 remove --ucp-password x").contains("password"));
+        assert!(
+            bad("docker run --env UCP_PASSWORD=x docker/dtr:2.7.2 upgrade").contains("--env-file")
+        );
+        assert!(
+            bad("docker run --rm docker/dtr:2.7.2 remove --ucp-password x").contains("password")
+        );
         assert!(bad("docker run --rm docker/dtr:2.7.2 images").contains("no flag table"));
     }
 

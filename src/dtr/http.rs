@@ -77,7 +77,10 @@ impl Service {
 
     /// The host of the URL, without port.
     pub fn host(&self) -> &str {
-        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
         let authority = rest.split('/').next().unwrap_or(rest);
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     }
@@ -100,7 +103,9 @@ impl NodeScript {
     /// returns the curl arguments that trust it.
     pub fn trust(&mut self, svc: &Service) -> String {
         let file = svc.ca_file();
-        if self.files.iter().any(|(f, _)| *f == file) || self.lines.iter().any(|l| l.contains(&file)) {
+        if self.files.iter().any(|(f, _)| *f == file)
+            || self.lines.iter().any(|l| l.contains(&file))
+        {
             return tls_args(svc);
         }
         match &svc.trust {
@@ -125,19 +130,31 @@ impl NodeScript {
             text.push_str(&format!("request = \"{}\"\n", req.method));
         }
         if let Some((user, secret)) = &req.basic {
-            text.push_str(&format!("user = \"{}\"\n", curl_escape(&format!("{user}:{secret}"))));
+            text.push_str(&format!(
+                "user = \"{}\"\n",
+                curl_escape(&format!("{user}:{secret}"))
+            ));
         }
         if let Some(body) = &req.json {
             text.push_str("header = \"Content-Type: application/json\"\n");
             text.push_str(&format!("data-binary = \"{}\"\n", curl_escape(body)));
         }
         for (k, v) in &req.form {
-            text.push_str(&format!("form = \"{}={}\"\n", curl_escape(k), curl_escape(v)));
+            text.push_str(&format!(
+                "form = \"{}={}\"\n",
+                curl_escape(k),
+                curl_escape(v)
+            ));
         }
         self.files.push((config.clone(), text));
         let resolve = req
             .local_port
-            .map(|port| format!(" --resolve {}", quote(&format!("{}:{port}:127.0.0.1", svc.host()))))
+            .map(|port| {
+                format!(
+                    " --resolve {}",
+                    quote(&format!("{}:{port}:127.0.0.1", svc.host()))
+                )
+            })
             .unwrap_or_default();
         let bearer = if req.bearer {
             " -K \"$CAPSTAN_DIR/bearer\"".to_owned()
@@ -268,7 +285,12 @@ mod tests {
         let script = format!("{}\n{version}", s.script());
         assert!(!script.contains("pa"), "{script}");
         assert!(script.contains("curl --fail -sS --cacert \"$CAPSTAN_DIR/ucp-ca.pem\" -K"));
-        let login = &s.files.iter().find(|(n, _)| n == "call-1").expect("config").1;
+        let login = &s
+            .files
+            .iter()
+            .find(|(n, _)| n == "call-1")
+            .expect("config")
+            .1;
         assert_eq!(
             login,
             "url = \"https://ucp.example.com/auth/login\"\nrequest = \"POST\"\nheader = \
@@ -290,8 +312,17 @@ mod tests {
                 ..Request::get("/_ping")
             },
         );
-        assert!(ping.contains("--resolve dtr.example.com:4443:127.0.0.1"), "{ping}");
-        assert!(s.lines[0].starts_with("curl --fail -sS --insecure -o \"$CAPSTAN_DIR/dtr-ca.pem\""));
-        assert!(s.files[0].1.starts_with("url = \"https://dtr.example.com:4443/_ping\""));
+        assert!(
+            ping.contains("--resolve dtr.example.com:4443:127.0.0.1"),
+            "{ping}"
+        );
+        assert!(
+            s.lines[0].starts_with("curl --fail -sS --insecure -o \"$CAPSTAN_DIR/dtr-ca.pem\"")
+        );
+        assert!(
+            s.files[0]
+                .1
+                .starts_with("url = \"https://dtr.example.com:4443/_ping\"")
+        );
     }
 }

@@ -111,7 +111,12 @@ impl JobLog {
             .enumerate()
             .map(|(n, j)| {
                 let chain: String = j.retry_from_id.chars().take(8).collect();
-                format!("{JOB} attempt {} (job {}, chain {chain}): {}", n + 1, short(&j.id), j.status)
+                format!(
+                    "{JOB} attempt {} (job {}, chain {chain}): {}",
+                    n + 1,
+                    short(&j.id),
+                    j.status
+                )
             })
             .collect()
     }
@@ -180,8 +185,12 @@ impl Migration<'_> {
     /// `retriggered`) failed, or else failed three times in a row.
     async fn wait(&self, baseline: usize, retriggered: bool) -> Result<JobLog, DtrError> {
         let p = &self.runner.params;
-        let poll = p.duration("migration_poll").unwrap_or(Duration::from_secs(15));
-        let limit = p.duration("migration_timeout").unwrap_or(Duration::from_secs(3600));
+        let poll = p
+            .duration("migration_poll")
+            .unwrap_or(Duration::from_secs(15));
+        let limit = p
+            .duration("migration_timeout")
+            .unwrap_or(Duration::from_secs(3600));
         let deadline = Instant::now() + limit;
         loop {
             let log = self.log().await?;
@@ -205,7 +214,9 @@ impl Migration<'_> {
                     "the {JOB} job has not finished after {} (`migration_timeout`): {}; \
                      {GC_NOTICE}; rerun the playbook when it is done",
                     humantime::format_duration(limit),
-                    log.lines().last().map_or("no attempt listed", String::as_str)
+                    log.lines()
+                        .last()
+                        .map_or("no attempt listed", String::as_str)
                 )));
             }
             tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
@@ -262,7 +273,10 @@ impl Migration<'_> {
             ..self.request("POST", "/api/v0/jobs")
         };
         let text = self
-            .call(req, &format!("retriggering the {JOB} job (`POST /api/v0/jobs`)"))
+            .call(
+                req,
+                &format!("retriggering the {JOB} job (`POST /api/v0/jobs`)"),
+            )
             .await?;
         let id = serde_json::from_str::<Job>(text.trim())
             .map(|j| short(&j.id))
@@ -302,8 +316,8 @@ mod tests {
         .expect("parses");
         assert!(!two.exhausted());
         assert_eq!(two.last(), Some(Phase::Failed));
-        let running = JobLog::parse(&format!("{{\"jobs\":[{}]}}", job("a", "a", "waiting")))
-            .expect("parses");
+        let running =
+            JobLog::parse(&format!("{{\"jobs\":[{}]}}", job("a", "a", "waiting"))).expect("parses");
         assert_eq!(running.last(), Some(Phase::Pending));
         assert!(JobLog::parse("{\"jobs\":[{\"status\":\"failed\"}]}").is_err());
     }

@@ -90,7 +90,9 @@ async fn vuln_db(m: &Member, archive: Option<&str>) -> Result<Vec<String>, DtrEr
             },
         );
         s.line(format!("{put} >/dev/null || exit $?"));
-        lines.push(format!("uploaded the vulnerability database `{path}`: {SEED_VULN}"));
+        lines.push(format!(
+            "uploaded the vulnerability database `{path}`: {SEED_VULN}"
+        ));
     } else {
         lines.push(format!(
             "OPERATOR STEP: the vulnerability database is in online mode; DTR checks for \
@@ -110,17 +112,24 @@ async fn vuln_db(m: &Member, archive: Option<&str>) -> Result<Vec<String>, DtrEr
     let out = m
         .sh_with_files(&s.script(), &s.file_refs(), m.timeout)
         .await?
-        .expect_success("the vulnerability database update (`/api/v0/imagescan`)", &m.host)?;
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).map_err(|e| {
-        DtrError::Unreadable {
+        .expect_success(
+            "the vulnerability database update (`/api/v0/imagescan`)",
+            &m.host,
+        )?;
+    let v: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).map_err(|e| DtrError::Unreadable {
             what: "`GET /api/v0/imagescan/status`".to_owned(),
             host: m.host.clone(),
             text: out.stdout.chars().take(80).collect(),
             why: e.to_string(),
+        })?;
+    match v
+        .get("lastDBUpdateFailed")
+        .and_then(serde_json::Value::as_bool)
+    {
+        Some(false) => {
+            lines.push("vulnerability database status: last update succeeded".to_owned())
         }
-    })?;
-    match v.get("lastDBUpdateFailed").and_then(serde_json::Value::as_bool) {
-        Some(false) => lines.push("vulnerability database status: last update succeeded".to_owned()),
         Some(true) => {
             return Err(DtrError::Input(format!(
                 "the vulnerability database update failed (`lastDBUpdateFailed` is true in \

@@ -130,7 +130,7 @@ impl Member {
             }),
             Err(source) => Err(DtrError::Transport {
                 host: self.host.clone(),
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -150,7 +150,10 @@ pub(crate) fn with_files(script: &str, files: &[(&str, &str)]) -> (String, Vec<u
     let mut stdin = Vec::new();
     let mut offset = 1;
     for (name, content) in files {
-        debug_assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'));
+        debug_assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        );
         let len = content.len();
         head.push_str(&format!(
             "tail -c +{offset} \"${d}/stdin\" | head -c {len} >\"${d}/{name}\" || exit 125\n"

@@ -25,9 +25,14 @@ use crate::rules::{self, ReplicaState, ScaleStep};
 /// One replica change as capstan runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
-    Join { node: String, replica_id: String },
+    Join {
+        node: String,
+        replica_id: String,
+    },
     /// (replica id, node) of each replica removed by one `remove --replica-ids` call.
-    Remove { replicas: Vec<(String, String)> },
+    Remove {
+        replicas: Vec<(String, String)>,
+    },
 }
 
 impl fmt::Display for Step {
@@ -41,7 +46,11 @@ impl fmt::Display for Step {
                     .iter()
                     .map(|(id, node)| format!("`{id}` from node `{node}`"))
                     .collect();
-                let noun = if replicas.len() == 1 { "replica" } else { "replicas" };
+                let noun = if replicas.len() == 1 {
+                    "replica"
+                } else {
+                    "replicas"
+                };
                 write!(f, "remove {noun} {}", parts.join(" and "))
             }
         }
@@ -156,7 +165,10 @@ fn step_command(
                 "replica_http_port",
                 Value::from(target.params.count("replica_http_port").unwrap_or(0)),
             ));
-            values.push(("skip_network_test", Value::from(p.flag("skip_network_test"))));
+            values.push((
+                "skip_network_test",
+                Value::from(p.flag("skip_network_test")),
+            ));
             values.push(("unsafe_join", Value::from(p.flag("unsafe_join"))));
             JOIN_TEMPLATE
         }
@@ -173,13 +185,26 @@ fn step_command(
 /// The members a step's report goes to: the nodes', else the runner's.
 fn owners(r: &Run<'_>, view: &[Replica], step: &Step, runner: usize) -> Vec<usize> {
     let found: Vec<usize> = match step {
-        Step::Join { node, .. } => r.members.iter().position(|m| m.node == *node).into_iter().collect(),
+        Step::Join { node, .. } => r
+            .members
+            .iter()
+            .position(|m| m.node == *node)
+            .into_iter()
+            .collect(),
         Step::Remove { replicas } => replicas
             .iter()
-            .filter_map(|(id, _)| view.iter().find(|rep| rep.id == *id).and_then(|rep| rep.member))
+            .filter_map(|(id, _)| {
+                view.iter()
+                    .find(|rep| rep.id == *id)
+                    .and_then(|rep| rep.member)
+            })
             .collect(),
     };
-    if found.is_empty() { vec![runner] } else { found }
+    if found.is_empty() {
+        vec![runner]
+    } else {
+        found
+    }
 }
 
 /// Check mode: the step's command and what it would do; the view as the step leaves it.
@@ -206,7 +231,13 @@ pub(crate) fn preview(
     }
     r.would_run(runner, &cmd.command);
     lb_preview(r, runner, step);
-    simulate(view, step, r.members.iter().position(|m| matches!(step, Step::Join { node, .. } if m.node == *node)));
+    simulate(
+        view,
+        step,
+        r.members
+            .iter()
+            .position(|m| matches!(step, Step::Join { node, .. } if m.node == *node)),
+    );
     true
 }
 
@@ -350,7 +381,10 @@ pub(crate) async fn apply(
         r.output(runner, &out.stdout, &out.stderr);
         r.fail(runner, &why);
         for &at in ats.iter().filter(|&&at| at != runner) {
-            r.fail(at, &format!("{step} failed on `{}`", r.members[runner].host));
+            r.fail(
+                at,
+                &format!("{step} failed on `{}`", r.members[runner].host),
+            );
         }
         return false;
     }
@@ -360,9 +394,7 @@ pub(crate) async fn apply(
     }
     // Health after.
     let ok = match step {
-        Step::Join { replica_id, .. } => {
-            wait_healthy(r, replica_members, replica_id, ats[0]).await
-        }
+        Step::Join { replica_id, .. } => wait_healthy(r, replica_members, replica_id, ats[0]).await,
         Step::Remove { .. } => removed(r, replica_members, step, ats[0]).await,
     };
     let Some(after) = ok else {
@@ -500,7 +532,9 @@ async fn load_balancer(r: &mut Run<'_>, runner: usize, step: &Step) -> bool {
         let result = match render_command(r.t(), &r.task.name, param, source, &m.ctx, &vars) {
             Err(e) => Err(DtrError::from(e)),
             Ok(cmd) => match m.sh(&cmd).await {
-                Ok(o) => o.expect_success(&format!("`{param}`"), &m.host).map(|_| cmd),
+                Ok(o) => o
+                    .expect_success(&format!("`{param}`"), &m.host)
+                    .map(|_| cmd),
                 Err(e) => Err(e),
             },
         };

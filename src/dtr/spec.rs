@@ -221,11 +221,7 @@ const HTTPS_PORT: ParamDef = def(
     Count,
     "{{ dtr_replica_https_port | default(443) }}",
 );
-const API_USERNAME: ParamDef = def(
-    "api_username",
-    Text,
-    "{{ dtr_api_username | default('') }}",
-);
+const API_USERNAME: ParamDef = def("api_username", Text, "{{ dtr_api_username | default('') }}");
 const API_TOKEN: ParamDef = def("api_token", Secret, "{{ dtr_api_token | default('') }}");
 const ALLOW_EVEN: ParamDef = def(
     "allow_even_replicas",
@@ -300,7 +296,11 @@ const UPGRADE: &[ParamDef] = &[
     BOOTSTRAP_TIMEOUT,
     def("migration_timeout", Duration, "1h"),
     def("migration_poll", Duration, "15s"),
-    def("vuln_db_archive", Text, "{{ dtr_vuln_db_archive | default('') }}"),
+    def(
+        "vuln_db_archive",
+        Text,
+        "{{ dtr_vuln_db_archive | default('') }}",
+    ),
     CACHE_NODES,
     opt("cache_version_command", Command),
     opt("cache_upgrade", Command),

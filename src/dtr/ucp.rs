@@ -42,7 +42,10 @@ pub(crate) async fn read(m: &Member) -> Result<UcpFacts, DtrError> {
     let out = m
         .sh_with_files(&s.script(), &s.file_refs(), m.timeout)
         .await?
-        .expect_success("reading UCP's `/version` and `/api/ucp/config-toml`", &m.host)?;
+        .expect_success(
+            "reading UCP's `/version` and `/api/ucp/config-toml`",
+            &m.host,
+        )?;
     parse(&out.stdout).map_err(|why| DtrError::Unreadable {
         what: "UCP's `/version` and `/api/ucp/config-toml`".to_owned(),
         host: m.host.clone(),

@@ -234,7 +234,10 @@ fn sample_step_vars() -> Vec<(&'static str, Value)> {
 /// Values as the task would render its commands with them; the switches as configured.
 fn sample_template_vars(p: &Params) -> Vec<(&'static str, Value)> {
     vec![
-        ("image", Value::from(p.text("image").unwrap_or("docker/dtr"))),
+        (
+            "image",
+            Value::from(p.text("image").unwrap_or("docker/dtr")),
+        ),
         ("ucp_node", Value::from("node-1")),
         ("ucp_url", Value::from("https://ucp.example.com")),
         ("ucp_username", Value::from("admin")),
@@ -253,7 +256,10 @@ fn sample_template_vars(p: &Params) -> Vec<(&'static str, Value)> {
             "replica_http_port",
             Value::from(p.count("replica_http_port").unwrap_or(0)),
         ),
-        ("skip_network_test", Value::from(p.flag("skip_network_test"))),
+        (
+            "skip_network_test",
+            Value::from(p.flag("skip_network_test")),
+        ),
         ("unsafe_join", Value::from(p.flag("unsafe_join"))),
     ]
 }
