@@ -813,3 +813,41 @@ pull = { version = "2.7.2", archive = "files/dtr-2.7.2.tar" }
         "ok (image present)"
     );
 }
+
+#[test]
+fn a_replica_on_no_inventory_host_is_counted_by_the_ha_rules() {
+    let c = Cluster::new(3, "");
+    // A fourth replica runs on a node the inventory does not list.
+    c.init("2.7.2", &[A, B, C, D]);
+    let pre = c.run(&["preflight.toml", "-e", "dtr_version=2.7.2"]);
+    pre.code(0);
+    assert!(
+        pre.stdout.contains(&format!(
+            "warning: replicas on no host of this run, counted by the HA rules: `{D}`"
+        )),
+        "{}",
+        pre.stdout
+    );
+    // 4 replicas, one removed: 3 remain, which the rules allow (3 counted alone would
+    // leave 2, which they refuse).
+    let out = c.run(&["remove.toml", "-e", "remove_nodes=host3"]);
+    out.code(0);
+    assert_eq!(c.status().lines().count(), 3, "{}", out.stdout);
+    c.assert_clean();
+}
+
+#[test]
+fn a_hanging_upgrade_stops_at_its_own_timeout() {
+    let c = Cluster::new(1, "dtr_upgrade_timeout = \"3s\"");
+    c.init("2.6.8", &[A]);
+    c.knob("hang.upgrade", "");
+    let started = std::time::Instant::now();
+    let out = c.run(&["upgrade.toml"]);
+    out.code(2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(
+        out.stdout.contains("the upgrade to 2.7.2 failed on `host1` (timed out after 3s)"),
+        "{}",
+        out.stdout
+    );
+}
