@@ -30,14 +30,6 @@ pub(crate) fn ensure_image(image: &str) -> String {
     )
 }
 
-/// Loads an image archive arriving on stdin (`docker load -i` of a temporary copy).
-pub(crate) const LOAD_FROM_STDIN: &str = "umask 077\n\
-     archive=$(mktemp) || exit 125\n\
-     trap 'rm -f \"$archive\"' EXIT\n\
-     trap 'exit 143' HUP INT TERM\n\
-     cat >\"$archive\" || exit 125\n\
-     docker load -i \"$archive\"\n";
-
 /// Renders the command template `file` in shell mode with the host's variables and
 /// `values`; line continuations (`\` at the end of a line) are joined into one line.
 pub(crate) fn render_template(

@@ -271,9 +271,19 @@ const CHECK: &[ParamDef] = &[
 
 const PULL: &[ParamDef] = &[
     req("version", Text),
-    IMAGE,
-    opt("archive", Path),
     opt("available", List),
+    ALLOW_PRERELEASE,
+    IMAGE,
+    // A directory on the control machine with `dtr-<version>.tar.gz` per version.
+    def("archives", Path, "{{ dtr_offline_archives | default('') }}"),
+    DTR_NODES,
+    CACHE_NODES,
+    DTR_URL,
+    DTR_CA,
+    DTR_INSECURE_TLS,
+    HTTPS_PORT,
+    API_USERNAME,
+    API_TOKEN,
 ];
 
 const UPGRADE: &[ParamDef] = &[
