@@ -33,6 +33,10 @@ const SEED_HEALTH: &str = "\"When a replica fails, the number of failures tolera
                            cluster decreases. Don't leave that replica offline for long.\" (DTR \
                            high availability rules)";
 
+/// One pre-flight condition: `Ok` with what was seen when it holds, `Err` with why not
+/// (the rule quoted, the way forward) when it fails. A verdict, not an error.
+type Condition = Result<String, String>;
+
 /// The node's memory in bytes.
 const MEM_TOTAL: &str = "docker info --format '{{.MemTotal}}'";
 
@@ -46,7 +50,7 @@ struct ClusterFacts {
 pub(crate) async fn run(r: &mut Run<'_>) {
     let roles = match roles(r) {
         Ok(roles) => roles,
-        Err(why) => return r.refuse(&why),
+        Err(why) => return r.refuse(&why.to_string()),
     };
     note_bystanders(r, &roles);
     let Some(view) = view(r, &roles.replicas).await else {
@@ -95,7 +99,7 @@ pub(crate) async fn run(r: &mut Run<'_>) {
     let mut cluster_failed = Vec::new();
     let mut cluster_passed = Vec::new();
     {
-        let mut judge = |result: Result<String, String>| match result {
+        let mut judge = |result: Condition| match result {
             Ok(line) => cluster_passed.push(line),
             Err(line) => cluster_failed.push(line),
         };
@@ -179,7 +183,7 @@ pub(crate) async fn run(r: &mut Run<'_>) {
                 r.note(lead, &format!("warning: {w}"));
             }
         }
-        Err(e) => r.fail(lead, &e),
+        Err(e) => r.fail_with(lead, &e),
     }
     if !failed_hosts.is_empty() {
         r.refuse_reported(&format!(
@@ -306,7 +310,7 @@ fn ucp_conditions(
     f: &ClusterFacts,
     hops: &[UpgradeHop],
     target: &str,
-) -> Vec<Result<String, String>> {
+) -> Vec<Condition> {
     let ucp = match &f.ucp {
         Ok(u) => &u.version,
         Err(e) => {
@@ -325,7 +329,7 @@ fn ucp_conditions(
     versions.iter().map(|v| ucp_condition(m, ucp, v)).collect()
 }
 
-fn ucp_condition(m: &Member, ucp: &Version, target: &Version) -> Result<String, String> {
+fn ucp_condition(m: &Member, ucp: &Version, target: &Version) -> Condition {
     let key = format!("{}.{}", target.major, target.minor);
     let compat = m.params.table("ucp_compat");
     let Some(entries) = compat.and_then(|c| c.get(&key)) else {
@@ -362,7 +366,7 @@ fn ucp_condition(m: &Member, ucp: &Version, target: &Version) -> Result<String, 
     }
 }
 
-fn backup_condition(m: &Member, f: &ClusterFacts) -> Result<String, String> {
+fn backup_condition(m: &Member, f: &ClusterFacts) -> Condition {
     let max = m
         .params
         .duration("max_backup_age")
@@ -382,7 +386,7 @@ fn backup_condition(m: &Member, f: &ClusterFacts) -> Result<String, String> {
     }
 }
 
-fn trust_condition(f: &ClusterFacts) -> Result<String, String> {
+fn trust_condition(f: &ClusterFacts) -> Condition {
     match f.ucp.as_ref().map(|u| u.content_trust) {
         Ok(false) => Ok("content trust disabled".to_owned()),
         Ok(true) => Err(format!(
@@ -396,7 +400,7 @@ fn trust_condition(f: &ClusterFacts) -> Result<String, String> {
     }
 }
 
-fn ram_condition(m: &Member, f: &ClusterFacts) -> Result<String, String> {
+fn ram_condition(m: &Member, f: &ClusterFacts) -> Condition {
     let min_gb = m.params.count("min_ram_gb").unwrap_or(16);
     let bytes = f
         .mem_bytes
@@ -415,7 +419,7 @@ fn ram_condition(m: &Member, f: &ClusterFacts) -> Result<String, String> {
     }
 }
 
-fn health_condition(view: &[Replica], i: usize) -> Option<Result<String, String>> {
+fn health_condition(view: &[Replica], i: usize) -> Option<Condition> {
     let list: Vec<&Replica> = view.iter().filter(|r| r.member == Some(i)).collect();
     if list.is_empty() {
         return None;
@@ -436,7 +440,7 @@ fn health_condition(view: &[Replica], i: usize) -> Option<Result<String, String>
     })
 }
 
-fn sizing(r: &Run<'_>) -> Result<Vec<String>, String> {
+fn sizing(r: &Run<'_>) -> Result<Vec<String>, DtrError> {
     let managers = r.select_hosts("ucp_nodes")?;
     let cache = r.select_hosts("cache_nodes")?;
     let dtr: Vec<String> = r

@@ -1,6 +1,7 @@
 //! The cluster as a DTR task sees it: which hosts are replica nodes and which cache nodes,
 //! every replica read from its node, and the node a command runs from.
 
+use super::error::DtrError;
 use super::facts::{self, Replica};
 use super::run::Run;
 
@@ -13,7 +14,7 @@ pub(crate) struct Roles {
 /// Splits the members into replica nodes (`dtr_nodes` without `cache_nodes`) and cache
 /// nodes, and refuses when a replica node of the inventory is not taking part: every rule
 /// here counts every replica.
-pub(crate) fn roles(r: &Run<'_>) -> Result<Roles, String> {
+pub(crate) fn roles(r: &Run<'_>) -> Result<Roles, DtrError> {
     let caches = r.select("cache_nodes")?;
     let cache_hosts = r.select_hosts("cache_nodes")?;
     let dtr_hosts: Vec<String> = r
@@ -27,13 +28,13 @@ pub(crate) fn roles(r: &Run<'_>) -> Result<Roles, String> {
         .map(|h| format!("`{h}`"))
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
+        return Err(DtrError::Refused(format!(
             "refused: the DTR nodes {} are not part of this run (unreachable, failed, excluded \
              by the play's hosts, `--limit` or `serial`, or `when`): the rules count every \
              replica of the cluster, so every node of `dtr_nodes` must be queried; run on all \
              of them, or narrow `dtr_nodes`",
             missing.join(", ")
-        ));
+        )));
     }
     let replicas: Vec<usize> = (0..r.members.len())
         .filter(|i| !caches.contains(i))

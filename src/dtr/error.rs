@@ -36,6 +36,9 @@ pub(crate) enum DtrError {
     /// An input (inventory value, file on the control machine) is not usable.
     #[error("{0}")]
     Input(String),
+    /// A rule says no, before any change: the message names the rule and the way forward.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl DtrError {

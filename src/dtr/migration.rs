@@ -80,8 +80,8 @@ pub(crate) struct JobLog {
 
 impl JobLog {
     /// The API lists the most recent first.
-    pub fn parse(text: &str) -> Result<JobLog, String> {
-        let list: JobList = serde_json::from_str(text.trim()).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<JobLog, serde_json::Error> {
+        let list: JobList = serde_json::from_str(text.trim())?;
         let mut attempts: Vec<Job> = list.jobs.into_iter().filter(|j| j.action == JOB).collect();
         attempts.reverse();
         Ok(JobLog { attempts })
@@ -177,7 +177,7 @@ impl Migration<'_> {
             what,
             host: self.runner.host.clone(),
             text: text.chars().take(80).collect(),
-            why,
+            why: why.to_string(),
         })
     }
 

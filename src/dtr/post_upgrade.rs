@@ -162,16 +162,16 @@ async fn cache(r: &mut Run<'_>, i: usize, target: &str) {
         ("node", Value::from(m.node.as_str())),
     ];
     let render = |param: &str, source: &str| {
-        render_command(r.t(), &r.task.name, param, source, &m.ctx, &vars).map_err(|e| e.message)
+        render_command(r.t(), &r.task.name, param, source, &m.ctx, &vars).map_err(DtrError::from)
     };
-    let read = async |cmd: &str| -> Result<String, String> {
-        let out = m.sh(cmd).await.map_err(|e| e.to_string())?;
-        let out = out
-            .expect_success("`cache_version_command`", &m.host)
-            .map_err(|e| e.to_string())?;
+    let read = async |cmd: &str| -> Result<String, DtrError> {
+        let out = m
+            .sh(cmd)
+            .await?
+            .expect_success("`cache_version_command`", &m.host)?;
         Ok(super::remote::first_line(&out.stdout).to_owned())
     };
-    let result: Result<Option<String>, String> = async {
+    let result: Result<Option<String>, DtrError> = async {
         let query = render("cache_version_command", query)?;
         let upgrade = render("cache_upgrade", upgrade)?;
         let now = read(&query).await?;
@@ -183,14 +183,14 @@ async fn cache(r: &mut Run<'_>, i: usize, target: &str) {
                 "would upgrade the cache {now} -> {target}: {upgrade}"
             )));
         }
-        let out = m.sh(&upgrade).await.map_err(|e| e.to_string())?;
-        out.expect_success("`cache_upgrade`", &m.host)
-            .map_err(|e| e.to_string())?;
+        m.sh(&upgrade)
+            .await?
+            .expect_success("`cache_upgrade`", &m.host)?;
         let after = read(&query).await?;
         if after != target {
-            return Err(format!(
+            return Err(DtrError::Input(format!(
                 "after `cache_upgrade` the cache reports {after}, not {target}: {SEED_CACHE}"
-            ));
+            )));
         }
         Ok(Some(format!(
             "upgraded the cache {now} -> {target}: {upgrade}"
@@ -203,6 +203,6 @@ async fn cache(r: &mut Run<'_>, i: usize, target: &str) {
             r.changed(i);
             r.note(i, &line);
         }
-        Err(e) => r.fail(i, &e),
+        Err(e) => r.fail_with(i, &e),
     }
 }

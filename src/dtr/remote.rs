@@ -169,7 +169,7 @@ pub(crate) fn with_files(script: &str, files: &[(&str, &str)]) -> (String, Vec<u
 
 /// `export A=b; ` for the host variable `dtr_env` (a table of environment variables), so
 /// that every command of a DTR task sees them. Absent or empty: nothing.
-pub(crate) fn env_prefix(ctx: &Value) -> Result<String, String> {
+pub(crate) fn env_prefix(ctx: &Value) -> Result<String, DtrError> {
     let Ok(env) = ctx.get_attr("dtr_env") else {
         return Ok(String::new());
     };
@@ -177,7 +177,9 @@ pub(crate) fn env_prefix(ctx: &Value) -> Result<String, String> {
         return Ok(String::new());
     }
     let Ok(keys) = env.try_iter() else {
-        return Err("variable `dtr_env` must be a table of environment variables".to_owned());
+        return Err(DtrError::Input(
+            "variable `dtr_env` must be a table of environment variables".to_owned(),
+        ));
     };
     let mut out = String::new();
     for key in keys {
@@ -188,13 +190,15 @@ pub(crate) fn env_prefix(ctx: &Value) -> Result<String, String> {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(format!(
+            return Err(DtrError::Input(format!(
                 "`dtr_env` has `{name}`, which is not an environment variable name"
-            ));
+            )));
         }
-        let value = env.get_item(&key).map_err(|e| e.to_string())?;
-        let quoted =
-            shell_quote(&value.to_string()).map_err(|e| format!("`dtr_env.{name}`: {e}"))?;
+        let value = env
+            .get_item(&key)
+            .map_err(|e| DtrError::Input(e.to_string()))?;
+        let quoted = shell_quote(&value.to_string())
+            .map_err(|e| DtrError::Input(format!("`dtr_env.{name}`: {e}")))?;
         out.push_str(&format!("export {name}={quoted}; "));
     }
     Ok(out)
@@ -220,7 +224,10 @@ mod tests {
         let got = env_prefix(&ctx).expect("valid");
         assert!(got.contains("export NODE_NAME=dtr-1; "), "{got}");
         assert!(got.contains("export DTR_SIM_DIR='/tmp/a b'; "), "{got}");
-        assert_eq!(env_prefix(&minijinja::context! {}).as_deref(), Ok(""));
+        assert_eq!(
+            env_prefix(&minijinja::context! {}).ok().as_deref(),
+            Some("")
+        );
         let bad = minijinja::context! {
             dtr_env => Value::from(std::collections::BTreeMap::from([("A-B", "x")])),
         };

@@ -95,7 +95,7 @@ pub(crate) fn batch(steps: Vec<ScaleStep>, view: &[Replica]) -> Vec<Step> {
 /// DTR has replicas that are not working correctly. Make sure existing DTR replicas are
 /// healthy before joining new ones", unless `--unsafe-join`); remove needs "All other
 /// replicas must be healthy".
-pub(crate) fn check_safe(view: &[Replica], step: &Step, unsafe_join: bool) -> Result<(), String> {
+pub(crate) fn check_safe(view: &[Replica], step: &Step, unsafe_join: bool) -> Result<(), DtrError> {
     let removed = step.removed();
     let sick: Vec<String> = view
         .iter()
@@ -107,20 +107,20 @@ pub(crate) fn check_safe(view: &[Replica], step: &Step, unsafe_join: bool) -> Re
     }
     match step {
         Step::Join { .. } if unsafe_join => Ok(()),
-        Step::Join { .. } => Err(format!(
+        Step::Join { .. } => Err(DtrError::Refused(format!(
             "refused: `{step}` while replica {} is unhealthy: DTR's join refuses (\"This DTR \
              has replicas that are not working correctly. Make sure existing DTR replicas are \
              healthy before joining new ones.\"; \"Joining replicas to an unhealthy DTR \
              cluster leads to split-brain scenarios, and data loss\"); remove the unhealthy \
              replicas first (remove.toml with replica_ids), or repair them",
             sick.join(", ")
-        )),
-        Step::Remove { .. } => Err(format!(
+        ))),
+        Step::Remove { .. } => Err(DtrError::Refused(format!(
             "refused: `{step}` while replica {} is unhealthy: DTR's remove needs \"All other \
              replicas must be healthy\" (docker/dtr remove); remove the unhealthy replicas \
              in the same call (add them to replica_ids), or repair them",
             sick.join(", ")
-        )),
+        ))),
     }
 }
 
@@ -138,14 +138,14 @@ fn step_command(
     replica_members: &[usize],
     version: &Version,
     step: &Step,
-) -> Result<(usize, Bootstrap), String> {
+) -> Result<(usize, Bootstrap), DtrError> {
     let removed = step.removed();
     let Some((runner, existing)) = runner_of(view, replica_members, &removed) else {
-        return Err(format!(
+        return Err(DtrError::Refused(format!(
             "no healthy DTR replica to run `{step}` against ({}): \"the id of any healthy DTR \
              replica of that cluster\" ({HA})",
             facts::describe(view)
-        ));
+        )));
     };
     let m = &r.members[runner];
     let p = &m.params;
@@ -177,8 +177,8 @@ fn step_command(
             REMOVE_TEMPLATE
         }
     };
-    let cmd = render_template(r.t(), file, &m.ctx, &values).map_err(|e| e.message)?;
-    let cmd = bootstrap::prepare(m, cmd).map_err(|e| e.to_string())?;
+    let cmd = render_template(r.t(), file, &m.ctx, &values)?;
+    let cmd = bootstrap::prepare(m, cmd)?;
     Ok((runner, cmd))
 }
 
@@ -221,7 +221,7 @@ pub(crate) fn preview(
     let (runner, cmd) = match found {
         Ok(found) => found,
         Err(e) => {
-            r.refuse(&e);
+            r.refuse(&e.to_string());
             return false;
         }
     };
@@ -329,7 +329,7 @@ pub(crate) async fn apply(
     }
     let unsafe_join = r.cluster_params().flag("unsafe_join");
     if let Err(e) = check_safe(&now, step, unsafe_join) {
-        return stop(r, changed_any, &e);
+        return stop(r, changed_any, &e.to_string());
     }
     if let Step::Remove { replicas } = step {
         let mut states: Vec<ReplicaState> = now.iter().map(Replica::state).collect();
@@ -345,6 +345,7 @@ pub(crate) async fn apply(
     *view = now;
     let (runner, cmd) = match step_command(r, view, replica_members, version, step) {
         Ok(found) => found,
+        Err(e @ DtrError::Refused(_)) => return stop(r, changed_any, &e.to_string()),
         Err(e) => return stop(r, changed_any, &format!("refused: {e}")),
     };
     let ats = owners(r, view, step, runner);

@@ -90,7 +90,10 @@ impl<'r> Run<'r> {
                     let lines: Vec<String> = errs.into_iter().map(|e| e.message).collect();
                     lines.join("\n")
                 })
-                .and_then(|params| Ok((params, env_prefix(&ctx)?)));
+                .and_then(|params| {
+                    let env = env_prefix(&ctx).map_err(|e| e.to_string())?;
+                    Ok((params, env))
+                });
             let (params, env) = match prepared {
                 Ok(p) => p,
                 Err(why) => {
@@ -263,7 +266,7 @@ impl<'r> Run<'r> {
 
     /// The members whose host matches the host pattern in parameter `param`. A default
     /// pattern naming a group the inventory lacks selects nothing; a written one is an error.
-    pub fn select(&self, param: &str) -> Result<Vec<usize>, String> {
+    pub fn select(&self, param: &str) -> Result<Vec<usize>, DtrError> {
         let names = self.select_hosts(param)?;
         Ok((0..self.members.len())
             .filter(|&i| names.iter().any(|n| *n == self.members[i].host))
@@ -271,7 +274,7 @@ impl<'r> Run<'r> {
     }
 
     /// Inventory hosts matching the pattern in parameter `param` (see [`Run::select`]).
-    pub fn select_hosts(&self, param: &str) -> Result<Vec<String>, String> {
+    pub fn select_hosts(&self, param: &str) -> Result<Vec<String>, DtrError> {
         let params = self.cluster_params();
         let Some(pattern) = params.text(param) else {
             return Ok(Vec::new());
@@ -279,7 +282,10 @@ impl<'r> Run<'r> {
         match self.shared.inventory.select(pattern) {
             Ok(hosts) => Ok(hosts.into_iter().map(|h| h.name.clone()).collect()),
             Err(_) if !params.is_written(param) => Ok(Vec::new()),
-            Err(e) => Err(format!("`{}.{param}`: {e}", self.spec.kind)),
+            Err(e) => Err(DtrError::Input(format!(
+                "`{}.{param}`: {e}",
+                self.spec.kind
+            ))),
         }
     }
 
