@@ -871,3 +871,159 @@ fn a_hanging_upgrade_stops_at_its_own_timeout() {
         out.stdout
     );
 }
+
+/// Runs a simulator command (`docker` or `curl`) as node `node` of state directory `sim`:
+/// exit code, stdout, stderr.
+fn sim_call(sim: &Path, node: &str, prog: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(repo(&format!("tests/sim/{prog}")))
+        .args(args)
+        .env("DTR_SIM_DIR", sim)
+        .env("NODE_NAME", node)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("simulator runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_simulator_answers_as_its_sources_say_and_fails_loudly_otherwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = dir.path();
+    let call = |prog: &str, args: &[&str]| sim_call(sim, "n1", prog, args);
+    let (code, ..) = call(
+        "docker",
+        &[
+            "dtr-sim",
+            "init",
+            "--version",
+            "2.7.2",
+            "--nodes",
+            "n1",
+            "--replicas",
+            &format!("{A}@n1"),
+            "--ucp-password",
+            "pw",
+            "--api-token",
+            "tok",
+        ],
+    );
+    assert_eq!(code, 0);
+    // Go's flag package through urfave/cli [G-cli].
+    let (code, _, err) = call(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "docker/dtr:2.7.2",
+            "upgrade",
+            "--no-image-check",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("Incorrect Usage: flag provided but not defined: -no-image-check\n"),
+        "{err}"
+    );
+    // docker/cli CheckTty [G-tty].
+    let (code, _, err) = call(
+        "docker",
+        &["run", "-it", "--rm", "docker/dtr:2.7.2", "images"],
+    );
+    assert_eq!((code, err.as_str()), (1, "the input device is not a TTY\n"));
+    // No CA and no --ucp-insecure-tls: UCP's certificate cannot be verified [D-join27].
+    let (code, _, err) = call(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "UCP_PASSWORD=pw",
+            "docker/dtr:2.7.2",
+            "remove",
+            "--ucp-url",
+            "https://ucp.test",
+            "--ucp-username",
+            "admin",
+            "--existing-replica-id",
+            A,
+            "--replica-ids",
+            B,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("x509: certificate signed by unknown authority"),
+        "{err}"
+    );
+    // docker ps -a with the documented name filter [D-ps], [D-tshoot].
+    let (code, out, _) = call(
+        "docker",
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "name=^/dtr-rethinkdb-.{12}$",
+            "--format",
+            "{{.Names}}",
+        ],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, format!("dtr-rethinkdb-{A}\n").as_str())
+    );
+    // curl: an unknown option [C-exit], TLS without the CA, /_ping on the node.
+    let (code, _, err) = call("curl", &["--frobnicate", "https://dtr.test/_ping"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = call("curl", &["-fsS", "https://dtr.test/api/v0/jobs"]);
+    assert_eq!(code, 60, "{err}");
+    let (code, out, _) = call(
+        "curl",
+        &[
+            "-fsS",
+            "-k",
+            "--resolve",
+            "dtr.test:443:127.0.0.1",
+            "https://dtr.test:443/_ping",
+        ],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "{\"Error\": \"\", \"Healthy\": true}")
+    );
+    let (code, _, err) = call(
+        "curl",
+        &[
+            "-fsS",
+            "-k",
+            "-u",
+            "admin:wrong",
+            "https://dtr.test/api/v0/jobs",
+        ],
+    );
+    assert_eq!(
+        (code, err.as_str()),
+        (22, "curl: (22) The requested URL returned error: 401\n")
+    );
+    // Anything not modelled fails loudly.
+    let (code, _, err) = call("docker", &["node", "ls"]);
+    assert_eq!(code, 97);
+    assert!(
+        err.starts_with("dtr-sim: not modelled: docker node"),
+        "{err}"
+    );
+    let (code, _, err) = call(
+        "curl",
+        &[
+            "-fsS",
+            "-k",
+            "-u",
+            "admin:tok",
+            "https://dtr.test/api/v0/repositories",
+        ],
+    );
+    assert_eq!(code, 97, "{err}");
+}
