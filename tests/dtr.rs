@@ -543,6 +543,20 @@ fn an_upgrade_interrupted_after_one_replica_resumes_and_reports_honestly() {
 fn joins_with_the_nodes_hostname_not_its_inventory_name() {
     let c = Cluster::new(3, "");
     c.init("2.7.2", &[A]);
+    // host3's replica serves HTTPS on 4443: joined with --replica-https-port, pinged there.
+    let inv = std::fs::read_to_string(c.project.path("inventory.toml")).expect("read");
+    let host3 = format!("vars = {{ dtr_env = {{ NODE_NAME = \"{}\"", hostname(2));
+    assert!(inv.contains(&host3));
+    c.project.file(
+        "inventory.toml",
+        &inv.replace(
+            &host3,
+            &format!(
+                "vars = {{ dtr_replica_https_port = 4443, dtr_env = {{ NODE_NAME = \"{}\"",
+                hostname(2)
+            ),
+        ),
+    );
     let out = c.run(&["join.toml"]);
     out.code(0);
     let id2 = capstan::rules::replica_id_for(UCP_URL, &hostname(1));
@@ -562,6 +576,16 @@ fn joins_with_the_nodes_hostname_not_its_inventory_name() {
         .collect();
     assert_eq!(joins.len(), 2);
     assert!(joins[0].contains(&hostname(1)), "{joins:?}");
+    assert!(
+        !joins[0].contains(&"--replica-https-port".to_owned()),
+        "{joins:?}"
+    );
+    assert!(joins[1].contains(&"4443".to_owned()), "{joins:?}");
+    assert!(
+        c.read("argv.log")
+            .contains("--resolve dtr.test:4443:127.0.0.1"),
+        "the replica on host3 is pinged on its own port"
+    );
     assert!(!joins.iter().flatten().any(|f| f == "host2"), "{joins:?}");
     assert!(
         out.line("host2", "Join DTR replicas").starts_with(&format!(
