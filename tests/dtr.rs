@@ -293,6 +293,8 @@ fn shipped_playbooks_validate() {
 fn pre_flight_passes_on_a_healthy_2_6_cluster_and_reports_what_fails() {
     let c = Cluster::new(3, "");
     c.init("2.6.8", &[A, B, C]);
+    // Without DTR's labels (unverified on 2.5/2.6), the version comes from the image tag.
+    c.set(&format!("replicas/{B}/labels"), "false");
     let ok = c.run(&["preflight.toml"]);
     ok.code(0);
     let lead = ok.line("host1", "DTR pre-flight checks");
