@@ -162,6 +162,21 @@ pub(crate) fn check_task(
             }
         }
     }
+    if params.text("dtr_url").is_none_or(|u| u.trim().is_empty()) {
+        out.push(
+            at(
+                "dtr_url",
+                format!(
+                    "the `{}` task \"{}\" has no DTR URL: capstan reads each replica's \
+                     /_ping and the DTR API under that name",
+                    spec.kind, task.name
+                ),
+            )
+            .with_hint(
+                "set the inventory variable `dtr_external_url` (e.g. \"https://dtr.example.com\")",
+            ),
+        );
+    }
     let runs_bootstrapper = !spec.kind.templates().is_empty();
     let talks_to_ucp = runs_bootstrapper || spec.kind == DtrKind::Check;
     if talks_to_ucp
