@@ -538,6 +538,43 @@ fn an_upgrade_interrupted_after_one_replica_resumes_and_reports_honestly() {
     );
     let log = c.get("upgrade_log").to_string();
     assert_eq!(count(&log, &format!("{A} ")), 1, "{log}");
+    assert_eq!(c.status().matches(" 2.7.2 true").count(), 3);
+
+    // A crash mid-upgrade (the bootstrapper killed) is resumed the same way.
+    c.init("2.6.8", &[A, B, C]);
+    c.knob("crash.upgrade-after", "2");
+    let crashed = c.run(&["upgrade.toml"]);
+    crashed.code(2);
+    assert!(
+        crashed
+            .stdout
+            .contains("the upgrade to 2.7.2 failed on `host1` (exit status 137)")
+            || crashed
+                .stdout
+                .contains("the upgrade to 2.7.2 failed on `host1` (killed by signal KILL)"),
+        "{}",
+        crashed.stdout
+    );
+    assert_eq!(c.status().matches(" 2.7.2 true").count(), 2);
+    c.unknob("crash.upgrade-after");
+    // Offline, the vulnerability database archive on the upgrade node is uploaded after.
+    c.knob("cve.tar", "dtr-sim vulnerability database\n");
+    let archive = format!("dtr_vuln_db_archive={}", c.sim.join("cve.tar").display());
+    let resumed = c.run(&["upgrade.toml", "-e", &archive]);
+    resumed.code(0);
+    assert_eq!(c.status().matches(" 2.7.2 true").count(), 3);
+    assert!(
+        resumed
+            .stdout
+            .contains("uploaded the vulnerability database")
+            && resumed
+                .stdout
+                .contains("vulnerability database status: last update succeeded"),
+        "{}",
+        resumed.stdout
+    );
+    let jobs = c.get("jobs").to_string();
+    assert!(jobs.contains("update_vuln_db"), "{jobs}");
     c.assert_clean();
 }
 
