@@ -19,6 +19,25 @@ pub(crate) struct UcpFacts {
 
 const MARK: &str = "@@capstan config-toml";
 
+/// What is wrong with UCP's answers.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AnswerError {
+    #[error("no answer from /api/ucp/config-toml")]
+    NoConfig,
+    #[error("/version: {0}")]
+    VersionJson(#[from] serde_json::Error),
+    #[error("/version has no `Version`")]
+    NoVersion,
+    #[error("/version `{text}`: {source}")]
+    BadVersion {
+        text: String,
+        #[source]
+        source: semver::Error,
+    },
+    #[error("config-toml: {0}")]
+    Config(#[from] toml::de::Error),
+}
+
 /// Reads UCP's version and content-trust setting on member `m`'s node.
 pub(crate) async fn read(m: &Member) -> Result<UcpFacts, DtrError> {
     let ucp = ucp_service(m)?;
@@ -50,26 +69,24 @@ pub(crate) async fn read(m: &Member) -> Result<UcpFacts, DtrError> {
         what: "UCP's `/version` and `/api/ucp/config-toml`".to_owned(),
         host: m.host.clone(),
         text: out.stdout.chars().take(120).collect(),
-        why,
+        why: why.to_string(),
     })
 }
 
-fn parse(stdout: &str) -> Result<UcpFacts, String> {
-    let (version_json, config) = stdout
-        .split_once(MARK)
-        .ok_or_else(|| "no config answer".to_owned())?;
-    let v: serde_json::Value =
-        serde_json::from_str(version_json.trim()).map_err(|e| format!("/version: {e}"))?;
+fn parse(stdout: &str) -> Result<UcpFacts, AnswerError> {
+    let (version_json, config) = stdout.split_once(MARK).ok_or(AnswerError::NoConfig)?;
+    let v: serde_json::Value = serde_json::from_str(version_json.trim())?;
     let text = v
         .get("Version")
         .and_then(|v| v.as_str())
-        .ok_or_else(|| "/version has no `Version`".to_owned())?;
-    let version = Version::parse(text.strip_prefix("ucp/").unwrap_or(text))
-        .map_err(|e| format!("/version `{text}`: {e}"))?;
-    let table: toml::Table = config
-        .trim()
-        .parse()
-        .map_err(|e| format!("config-toml: {e}"))?;
+        .ok_or(AnswerError::NoVersion)?;
+    let version = Version::parse(text.strip_prefix("ucp/").unwrap_or(text)).map_err(|source| {
+        AnswerError::BadVersion {
+            text: text.to_owned(),
+            source,
+        }
+    })?;
+    let table: toml::Table = config.trim().parse()?;
     let content_trust = table
         .get("trust_configuration")
         .and_then(|t| t.get("require_content_trust"))
@@ -90,8 +107,8 @@ mod tests {
         let out = "{\"Version\": \"ucp/3.2.5\", \"ApiVersion\": \"1.40\"}\n@@capstan config-toml\n\
                    [auth]\n  x = 1\n[trust_configuration]\n  require_content_trust = true\n";
         assert_eq!(
-            parse(out),
-            Ok(UcpFacts {
+            parse(out).ok(),
+            Some(UcpFacts {
                 version: Version::new(3, 2, 5),
                 content_trust: true
             })
