@@ -160,8 +160,45 @@ fn replicas_of(containers: &[Container], node: &str, member: usize) -> Vec<Repli
     out
 }
 
-/// The DTR service as member `m` reaches it.
-pub(crate) fn dtr_service(m: &Member) -> Result<Service, DtrError> {
+/// The DTR service as member `m` reaches it; with `dtr_ca = "fetch"`, the CA is fetched
+/// once per run on the node (`curl --insecure <dtr_url>/ca`, as the DTR docs do) and sent
+/// with every later call.
+pub(crate) async fn dtr_service(m: &Member) -> Result<Service, DtrError> {
+    let mut svc = dtr_service_as_configured(m)?;
+    if svc.trust != Trust::Fetch {
+        return Ok(svc);
+    }
+    let cached = m.fetched_ca.lock().ok().and_then(|c| c.clone());
+    let pem = match cached {
+        Some(pem) => pem,
+        None => {
+            let cmd = format!(
+                "curl --fail -sS --insecure {}",
+                super::http::quote(&format!("{}/ca", svc.url))
+            );
+            let out = m
+                .sh(&cmd)
+                .await?
+                .expect_success("fetching DTR's CA (`dtr_ca = \"fetch\"`)", &m.host)?;
+            if !out.stdout.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(DtrError::Unreadable {
+                    what: format!("`{cmd}`"),
+                    host: m.host.clone(),
+                    text: out.stdout.chars().take(80).collect(),
+                    why: "no PEM certificate".to_owned(),
+                });
+            }
+            if let Ok(mut c) = m.fetched_ca.lock() {
+                *c = Some(out.stdout.clone());
+            }
+            out.stdout
+        }
+    };
+    svc.trust = Trust::Ca(pem);
+    Ok(svc)
+}
+
+fn dtr_service_as_configured(m: &Member) -> Result<Service, DtrError> {
     let url = m.params.text("dtr_url").unwrap_or_default();
     if url.is_empty() {
         return Err(DtrError::Input(
@@ -234,7 +271,7 @@ async fn registry_version(m: &Member, r: &mut Replica) -> Result<(), DtrError> {
 /// `GET https://<dtr>:<port>/_ping` resolved to this node: 200 healthy, 503 not (DTR "Use a
 /// load balancer"); nothing listening counts as unhealthy too.
 async fn ping(m: &Member, r: &mut Replica) -> Result<(), DtrError> {
-    let dtr = dtr_service(m)?;
+    let dtr = dtr_service(m).await?;
     let mut s = NodeScript::default();
     let call = s.curl(
         &dtr,
@@ -274,7 +311,7 @@ pub(crate) async fn cluster_status(m: &Member) -> Result<Option<Vec<(String, Str
     else {
         return Ok(None);
     };
-    let dtr = dtr_service(m)?;
+    let dtr = dtr_service(m).await?;
     let mut s = NodeScript::default();
     let call = s.curl(
         &dtr,

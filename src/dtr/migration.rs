@@ -148,7 +148,7 @@ impl Migration<'_> {
 
     async fn call(&self, req: Request, what: &str) -> Result<String, DtrError> {
         let m = self.runner;
-        let dtr = dtr_service(m)?;
+        let dtr = dtr_service(m).await?;
         let mut s = NodeScript::default();
         let call = s.curl(&dtr, &req);
         s.line(call);

@@ -69,7 +69,7 @@ pub(crate) async fn after_hops(
 
 /// Uploads `archive` when given, then reads the scanner's status.
 async fn vuln_db(m: &Member, archive: Option<&str>) -> Result<Vec<String>, DtrError> {
-    let dtr = dtr_service(m)?;
+    let dtr = dtr_service(m).await?;
     let basic = match (m.params.text("api_username"), m.params.text("api_token")) {
         (Some(u), Some(t)) => Some((u.to_owned(), t.to_owned())),
         _ => None,

@@ -38,6 +38,9 @@ pub(crate) struct Member {
     pub params: Params,
     /// `export NAME=value; ` for the host's `dtr_env`, or empty.
     pub env: String,
+    /// DTR's CA as fetched from `<dtr_url>/ca` on this node (`dtr_ca = "fetch"`): fetched
+    /// once per run, then sent with each call.
+    pub fetched_ca: std::sync::Mutex<Option<String>>,
     pub timeout: Duration,
 }
 

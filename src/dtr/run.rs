@@ -115,6 +115,7 @@ impl<'r> Run<'r> {
                 ctx,
                 params,
                 env,
+                fetched_ca: std::sync::Mutex::new(None),
                 timeout: task
                     .timeout
                     .or(s.host.command_timeout)
