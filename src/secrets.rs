@@ -81,6 +81,16 @@ pub fn register(value: &str) {
         .add(value);
 }
 
+/// A PEM armor line (`-----BEGIN CERTIFICATE-----`): the same in every PEM file, so it
+/// tells nothing about the secret around it, and masking it alone would garble every
+/// certificate capstan reads (a CA fetched from a host, say). The whole value and its other
+/// lines are still masked.
+fn is_public_armor(line: &str) -> bool {
+    (line.starts_with("-----BEGIN ") || line.starts_with("-----END "))
+        && line.ends_with("-----")
+        && line.len() <= 64
+}
+
 /// Every form of `value` that [`mask`] replaces: the value, its trimmed form and each line
 /// of at least [`MIN_LEN`] characters, each as written, shell-quoted (the inside of
 /// `'…'` as [`crate::template::shell_quote`] writes it), JSON-escaped, XML-escaped, and
@@ -93,7 +103,7 @@ pub fn forms(value: &str) -> Vec<String> {
     }
     if value.contains(['\n', '\r']) {
         for line in value.lines().map(str::trim) {
-            if line.chars().count() >= MIN_LEN {
+            if line.chars().count() >= MIN_LEN && !is_public_armor(line) {
                 bases.push(line.to_owned());
             }
         }
@@ -234,6 +244,19 @@ mod tests {
         assert_eq!(mask(diff), "+********\n+********\n+end\n");
         let lines = serde_json::json!(["first-line-of-key", "second-line-of-key"]).to_string();
         assert_eq!(mask(&lines), "[\"********\",\"********\"]");
+    }
+
+    #[test]
+    fn pem_armor_lines_stay_readable_but_the_key_lines_do_not() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEF\n-----END PRIVATE KEY-----\n";
+        let f = forms(pem);
+        assert!(f.contains(&"MIIBVQIBADANBgkqhkiG9w0BAQEF".to_owned()));
+        assert!(!f.contains(&"-----BEGIN PRIVATE KEY-----".to_owned()));
+        assert!(!f.contains(&"-----END PRIVATE KEY-----".to_owned()));
+        assert!(
+            f.contains(&pem.to_owned()),
+            "the whole value is still a form"
+        );
     }
 
     #[test]

@@ -1,24 +1,26 @@
-//! `check`: the facts of every node (replica, version, health) and the "Upgrade DTR"
-//! pre-flight conditions, all of them judged and reported together per host.
+//! `check`: the facts of every node (hostname, replica, version, health) and the "Upgrade
+//! DTR" pre-flight conditions, all judged and reported together.
 //!
-//! Stand-ins the task cannot discover by itself are operator commands:
-//! `ucp_version_command` prints the UCP version, `content_trust_command` prints whether
-//! UCP enforces content trust (`true`/`false`), `backup_time_command` prints the time of
-//! the newest DTR backup in Unix seconds. The RAM condition holds on every checked node,
-//! since any of them may run the upgrade.
+//! The cluster's facts are read once, each from one place: UCP's version and content-trust
+//! setting through UCP's API from the upgrade node ([`super::ucp`]), the backup's age with
+//! `backup_time_command` on `backup_node` (default: the upgrade node), the RAM of the node
+//! that runs the upgrade ("at least 16GB RAM is available on the node on which you are
+//! running the upgrade"). UCP compatibility is checked for every hop of the path. The
+//! cluster's conditions are reported on the upgrade node; each replica's health on its own.
 
 use std::time::Duration;
 
-use futures::future::join_all;
 use minijinja::value::Value;
 use semver::Version;
 
-use super::commands::{MEM_TOTAL, NOW};
-use super::facts::{Replica, replicas_on};
+use super::cluster::{note_bystanders, roles, runner_of, view};
+use super::error::DtrError;
+use super::facts::Replica;
 use super::params::render_command;
 use super::remote::{Member, first_line};
 use super::run::Run;
-use crate::rules::{self, JudgeOptions, Verdict};
+use super::ucp::{self, UcpFacts};
+use crate::rules::{self, JudgeOptions, UpgradeHop};
 
 const UPGRADE_DTR: &str = "Upgrade DTR, \"Before starting the upgrade, confirm that\"";
 const SEED_UCP: &str = "\"The version of UCP in use is supported by the upgrade version of \
@@ -31,51 +33,122 @@ const SEED_HEALTH: &str = "\"When a replica fails, the number of failures tolera
                            cluster decreases. Don't leave that replica offline for long.\" (DTR \
                            high availability rules)";
 
-/// What one node told.
-struct NodeFacts {
-    replicas: Result<Vec<Replica>, String>,
-    mem_bytes: Result<u64, String>,
-    ucp_version: Result<Version, String>,
-    content_trust: Result<bool, String>,
-    backup_age: Result<Duration, String>,
+/// One pre-flight condition: `Ok` with what was seen when it holds, `Err` with why not
+/// (the rule quoted, the way forward) when it fails. A verdict, not an error.
+type Condition = Result<String, String>;
+
+/// The node's memory in bytes.
+const MEM_TOTAL: &str = "docker info --format '{{.MemTotal}}'";
+
+/// What the cluster told, each fact read once.
+struct ClusterFacts {
+    ucp: Result<UcpFacts, DtrError>,
+    mem_bytes: Result<u64, DtrError>,
+    backup_age: Result<Duration, DtrError>,
 }
 
 pub(crate) async fn run(r: &mut Run<'_>) {
+    let roles = match roles(r) {
+        Ok(roles) => roles,
+        Err(why) => return r.refuse(&why.to_string()),
+    };
+    note_bystanders(r, &roles);
+    let Some(view) = view(r, &roles.replicas).await else {
+        return;
+    };
+    let lead = runner_of(&view, &roles.replicas, &[])
+        .map(|(i, _)| i)
+        .or_else(|| roles.replicas.first().copied())
+        .unwrap_or(0);
+    let backup_at = match r
+        .cluster_params()
+        .text("backup_node")
+        .filter(|h| !h.is_empty())
+    {
+        None => Ok(lead),
+        Some(host) => r
+            .members
+            .iter()
+            .position(|m| m.host == host)
+            .ok_or_else(|| {
+                DtrError::Input(format!(
+                    "`backup_node` is `{host}`, which is not a host of this run"
+                ))
+            }),
+    };
+    let task_name = r.task.name.clone();
     let t = r.t();
-    let task_name = r.task.name.as_str();
-    let facts: Vec<NodeFacts> =
-        join_all((0..r.members.len()).map(|i| gather(t, task_name, &r.members, i))).await;
-    let replicas: Vec<Replica> = facts
-        .iter()
-        .filter_map(|f| f.replicas.as_ref().ok())
-        .flatten()
-        .cloned()
-        .collect();
-    let params = r.cluster_params();
-    let target = params.text("version").unwrap_or_default().to_owned();
-    let cluster = cluster_condition(r, &replicas, &target);
-    let sizing = sizing(r);
+    let lead_m = &r.members[lead];
+    let (ucp, mem_bytes, backup_age) = futures::join!(ucp::read(lead_m), memory(lead_m), async {
+        match backup_at {
+            Ok(i) => backup_age(t, &task_name, &r.members[i]).await,
+            Err(e) => Err(e),
+        }
+    });
+    let facts = ClusterFacts {
+        ucp,
+        mem_bytes,
+        backup_age,
+    };
+    let target = r
+        .cluster_params()
+        .text("version")
+        .unwrap_or_default()
+        .to_owned();
+    let hops = path(r, &view, &target);
+    let mut cluster_failed = Vec::new();
+    let mut cluster_passed = Vec::new();
+    {
+        let mut judge = |result: Condition| match result {
+            Ok(line) => cluster_passed.push(line),
+            Err(line) => cluster_failed.push(line),
+        };
+        match &hops {
+            Ok((line, hops)) => {
+                judge(Ok(line.clone()));
+                for line in ucp_conditions(&r.members[lead], &facts, hops, &target) {
+                    judge(line);
+                }
+            }
+            Err(e) => {
+                judge(Err(e.clone()));
+                for line in ucp_conditions(&r.members[lead], &facts, &[], &target) {
+                    judge(line);
+                }
+            }
+        }
+        judge(backup_condition(&r.members[lead], &facts));
+        judge(trust_condition(&facts));
+        judge(ram_condition(&r.members[lead], &facts));
+    }
     let mut failed_hosts = Vec::new();
-    for (i, f) in facts.iter().enumerate() {
+    for i in 0..r.members.len() {
         let mut failed: Vec<String> = Vec::new();
         let mut passed: Vec<String> = Vec::new();
-        let mut judge = |result: Result<String, String>| match result {
-            Ok(line) => passed.push(line),
-            Err(line) => failed.push(line),
-        };
-        let m = &r.members[i];
-        judge(ucp_condition(m, f, &target));
-        judge(backup_condition(m, f));
-        judge(trust_condition(f));
-        judge(ram_condition(m, f));
-        judge(cluster.clone());
-        if let Some(health) = health_condition(f) {
-            judge(health);
+        if i == lead {
+            failed.extend(cluster_failed.iter().cloned());
+            passed.extend(cluster_passed.iter().cloned());
         }
-        let value = facts_value(f, &replicas, &target, &failed);
+        if roles.replicas.contains(&i) {
+            match health_condition(&view, i) {
+                Some(Ok(line)) => passed.push(line),
+                Some(Err(line)) => failed.push(line),
+                None => {}
+            }
+        }
+        let value = facts_value(&view, i, &r.members[i], &facts, &target, &failed);
         r.register(i, value);
+        if i != lead && roles.replicas.contains(&i) {
+            let lead_host = r.members[lead].host.clone();
+            r.note(
+                i,
+                &format!("the cluster's conditions are checked on `{lead_host}`, the upgrade node"),
+            );
+        }
         if failed.is_empty() {
-            r.note(i, &format!("pre-flight passed: {}", passed.join("; ")));
+            if !passed.is_empty() {
+                r.note(i, &format!("pre-flight passed: {}", passed.join("; ")));
+            }
         } else {
             let lines: Vec<String> = failed.iter().map(|l| format!("  - {l}")).collect();
             r.fail(
@@ -90,13 +163,27 @@ pub(crate) async fn run(r: &mut Run<'_>) {
             failed_hosts.push(format!("`{}`", r.members[i].host));
         }
     }
-    match sizing {
+    let unlisted: Vec<String> = view
+        .iter()
+        .filter(|rep| rep.member.is_none())
+        .map(|rep| format!("`{}` ({})", rep.id, rep.health_note))
+        .collect();
+    if !unlisted.is_empty() {
+        r.note(
+            lead,
+            &format!(
+                "warning: replicas on no host of this run, counted by the HA rules: {}",
+                unlisted.join(", ")
+            ),
+        );
+    }
+    match sizing(r) {
         Ok(warnings) => {
             for w in warnings {
-                r.note(0, &format!("warning: {w}"));
+                r.note(lead, &format!("warning: {w}"));
             }
         }
-        Err(e) => r.fail(0, &e),
+        Err(e) => r.fail_with(lead, &e),
     }
     if !failed_hosts.is_empty() {
         r.refuse_reported(&format!(
@@ -108,100 +195,141 @@ pub(crate) async fn run(r: &mut Run<'_>) {
     }
 }
 
-async fn gather(
+async fn memory(m: &Member) -> Result<u64, DtrError> {
+    let out = m
+        .sh(MEM_TOTAL)
+        .await?
+        .expect_success("`docker info` (MemTotal)", &m.host)?;
+    let text = first_line(&out.stdout);
+    text.parse::<u64>().map_err(|_| DtrError::Unreadable {
+        what: format!("`{MEM_TOTAL}`"),
+        host: m.host.clone(),
+        text: text.to_owned(),
+        why: "not a number of bytes".to_owned(),
+    })
+}
+
+/// `backup_time_command` (the newest backup's time in Unix seconds) against the node's
+/// clock, on one node.
+async fn backup_age(
     t: &crate::template::Templates,
     task: &str,
-    members: &[Member],
-    i: usize,
-) -> NodeFacts {
-    let m = &members[i];
-    let fact = |param: &'static str| async move {
-        let Some(source) = m.params.command(param) else {
-            return Err(format!("`{param}` is not configured"));
-        };
-        let cmd = render_command(
-            t,
-            task,
-            param,
-            source,
-            &m.ctx,
-            &[("node", Value::from(m.node.as_str()))],
-        )
-        .map_err(|e| e.message)?;
-        let out = m.sh(&cmd).await?;
-        let what = format!("`{param}` (`{cmd}`)");
-        let out = out.expect_success(&what, &m.host)?;
-        Ok(first_line(&out.stdout).to_owned())
+    m: &Member,
+) -> Result<Duration, DtrError> {
+    let Some(source) = m.params.command("backup_time_command") else {
+        return Err(DtrError::Input(
+            "`backup_time_command` is not configured".to_owned(),
+        ));
     };
-    let (replicas, mem, ucp, trust, backup, now) = futures::join!(
-        replicas_on(t, members, i, None),
-        m.sh(MEM_TOTAL),
-        fact("ucp_version_command"),
-        fact("content_trust_command"),
-        fact("backup_time_command"),
-        m.sh(NOW),
+    let cmd = render_command(
+        t,
+        task,
+        "backup_time_command",
+        source,
+        &m.ctx,
+        &[("node", Value::from(m.node.as_str()))],
+    )?;
+    let script =
+        format!("{cmd}\nstatus=$?\necho\necho \"@@capstan now $(date +%s)\"\nexit $status");
+    let out = m
+        .sh(&script)
+        .await?
+        .expect_success(&format!("`backup_time_command` (`{cmd}`)"), &m.host)?;
+    let unreadable = |why: &str| DtrError::Unreadable {
+        what: format!("`backup_time_command` (`{cmd}`)"),
+        host: m.host.clone(),
+        text: first_line(&out.stdout).to_owned(),
+        why: why.to_owned(),
+    };
+    let at: i64 = first_line(&out.stdout)
+        .parse()
+        .map_err(|_| unreadable("not a time in Unix seconds"))?;
+    let now: i64 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("@@capstan now "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| unreadable("no clock reading"))?;
+    Ok(Duration::from_secs(u64::try_from(now - at).unwrap_or(0)))
+}
+
+/// The path from the cluster's version to the target: its line and its hops.
+fn path(r: &Run<'_>, view: &[Replica], target: &str) -> Result<(String, Vec<UpgradeHop>), String> {
+    let params = r.cluster_params();
+    let target = Version::parse(target)
+        .map_err(|e| format!("the target version `{target}` is not a version: {e}"))?;
+    if let Some(problem) = super::facts::unparsable(view) {
+        return Err(problem);
+    }
+    let versions: Vec<Version> = view.iter().filter_map(|r| r.version.clone()).collect();
+    let Some(cluster) = rules::cluster_version(&versions) else {
+        return Err(
+            "no DTR replica was found on the checked nodes (no `dtr-rethinkdb-<id>` \
+                    container)"
+                .to_owned(),
+        );
+    };
+    let previous = format!("{}.{}", target.major, target.minor.saturating_sub(1));
+    let seed = format!(
+        "\"Confirm that you are running DTR {previous}. If this is not the case, upgrade your \
+         installation to the {previous} version.\" ({UPGRADE_DTR})"
     );
-    let mem_bytes = mem
-        .and_then(|o| o.expect_success("`docker info` (MemTotal)", &m.host))
-        .and_then(|o| {
-            let text = first_line(&o.stdout);
-            text.parse::<u64>()
-                .map_err(|_| format!("`docker info` printed `{text}`, not a number of bytes"))
-        });
-    let ucp_version = ucp.and_then(|text| {
-        find_version(&text)
-            .ok_or_else(|| format!("`ucp_version_command` printed `{text}`, not a version"))
-    });
-    let content_trust = trust.and_then(|text| match text.to_ascii_lowercase().as_str() {
-        "true" | "enabled" | "on" | "1" => Ok(true),
-        "false" | "disabled" | "off" | "0" => Ok(false),
-        _ => Err(format!(
-            "`content_trust_command` printed `{text}`; expected true or false"
+    let opts = JudgeOptions {
+        allow_prerelease: params.flag("allow_prerelease"),
+    };
+    let available: Result<Vec<Version>, String> = params
+        .list("available")
+        .iter()
+        .map(|v| Version::parse(v).map_err(|e| format!("`available` has `{v}`: {e}")))
+        .collect();
+    let mut available = available?;
+    if !available.contains(&target) {
+        available.push(target.clone());
+    }
+    match rules::plan(&cluster, &target, &available, &opts) {
+        Ok(plan) if plan.hops.is_empty() => {
+            Ok((format!("DTR is at {cluster}, the target"), Vec::new()))
+        }
+        Ok(plan) => {
+            let hops: Vec<String> = plan.hops.iter().map(ToString::to_string).collect();
+            Ok((
+                format!("DTR {cluster} upgrades by {}", hops.join(", ")),
+                plan.hops,
+            ))
+        }
+        Err(e) => Err(format!(
+            "the cluster runs DTR {cluster} (its lowest replica): {e}: {seed}"
         )),
-    });
-    let now = now
-        .and_then(|o| o.expect_success("`date +%s`", &m.host))
-        .and_then(|o| {
-            first_line(&o.stdout)
-                .parse::<i64>()
-                .map_err(|_| "`date +%s` did not print a time".to_owned())
-        });
-    let backup_age = backup.and_then(|text| {
-        let at: i64 = text.parse().map_err(|_| {
-            format!("`backup_time_command` printed `{text}`, not a time in Unix seconds")
-        })?;
-        let now = now?;
-        Ok(Duration::from_secs(u64::try_from(now - at).unwrap_or(0)))
-    });
-    NodeFacts {
-        replicas,
-        mem_bytes,
-        ucp_version,
-        content_trust,
-        backup_age,
     }
 }
 
-/// The first `N.N` or `N.N.N` in `text` (`ucp/3.2.5` → 3.2.5).
-fn find_version(text: &str) -> Option<Version> {
-    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .filter(|w| w.contains('.'))
-        .find_map(|w| {
-            let w = w.trim_matches('.');
-            match w.split('.').count() {
-                2 => Version::parse(&format!("{w}.0")).ok(),
-                3 => Version::parse(w).ok(),
-                _ => None,
-            }
-        })
+/// UCP's version against the compatibility matrix, for every hop (or the target when the
+/// path is unknown).
+fn ucp_conditions(
+    m: &Member,
+    f: &ClusterFacts,
+    hops: &[UpgradeHop],
+    target: &str,
+) -> Vec<Condition> {
+    let ucp = match &f.ucp {
+        Ok(u) => &u.version,
+        Err(e) => {
+            return vec![Err(format!(
+                "cannot tell the UCP version: {e}: {SEED_UCP} ({UPGRADE_DTR})"
+            ))];
+        }
+    };
+    let mut versions: Vec<Version> = hops.iter().map(|h| h.to.clone()).collect();
+    if versions.is_empty() {
+        match Version::parse(target) {
+            Ok(v) => versions.push(v),
+            Err(e) => return vec![Err(format!("target `{target}`: {e}"))],
+        }
+    }
+    versions.iter().map(|v| ucp_condition(m, ucp, v)).collect()
 }
 
-fn ucp_condition(m: &Member, f: &NodeFacts, target: &str) -> Result<String, String> {
-    let ucp = f
-        .ucp_version
-        .as_ref()
-        .map_err(|e| format!("cannot tell the UCP version: {e}: {SEED_UCP} ({UPGRADE_DTR})"))?;
-    let target = Version::parse(target).map_err(|e| format!("target `{target}`: {e}"))?;
+fn ucp_condition(m: &Member, ucp: &Version, target: &Version) -> Condition {
     let key = format!("{}.{}", target.major, target.minor);
     let compat = m.params.table("ucp_compat");
     let Some(entries) = compat.and_then(|c| c.get(&key)) else {
@@ -238,7 +366,7 @@ fn ucp_condition(m: &Member, f: &NodeFacts, target: &str) -> Result<String, Stri
     }
 }
 
-fn backup_condition(m: &Member, f: &NodeFacts) -> Result<String, String> {
+fn backup_condition(m: &Member, f: &ClusterFacts) -> Condition {
     let max = m
         .params
         .duration("max_backup_age")
@@ -258,8 +386,8 @@ fn backup_condition(m: &Member, f: &NodeFacts) -> Result<String, String> {
     }
 }
 
-fn trust_condition(f: &NodeFacts) -> Result<String, String> {
-    match &f.content_trust {
+fn trust_condition(f: &ClusterFacts) -> Condition {
+    match f.ucp.as_ref().map(|u| u.content_trust) {
         Ok(false) => Ok("content trust disabled".to_owned()),
         Ok(true) => Err(format!(
             "Docker content trust is enabled in UCP: {SEED_TRUST} ({UPGRADE_DTR}); disable it \
@@ -272,7 +400,7 @@ fn trust_condition(f: &NodeFacts) -> Result<String, String> {
     }
 }
 
-fn ram_condition(m: &Member, f: &NodeFacts) -> Result<String, String> {
+fn ram_condition(m: &Member, f: &ClusterFacts) -> Condition {
     let min_gb = m.params.count("min_ram_gb").unwrap_or(16);
     let bytes = f
         .mem_bytes
@@ -281,86 +409,38 @@ fn ram_condition(m: &Member, f: &NodeFacts) -> Result<String, String> {
     #[allow(clippy::cast_precision_loss)]
     let gb = *bytes as f64 / 1e9;
     if *bytes >= min_gb.saturating_mul(1_000_000_000) {
-        Ok(format!("{gb:.1} GB RAM"))
+        Ok(format!("{gb:.1} GB RAM on the upgrade node"))
     } else {
         Err(format!(
-            "the node has {gb:.1} GB RAM, less than {min_gb} GB (`min_ram_gb`): {SEED_RAM} \
-             ({UPGRADE_DTR}); run the upgrade from a larger node or add memory"
+            "the upgrade node `{}` has {gb:.1} GB RAM, less than {min_gb} GB (`min_ram_gb`): \
+             {SEED_RAM} ({UPGRADE_DTR}); run the upgrade from a larger node or add memory",
+            m.host
         ))
     }
 }
 
-fn health_condition(f: &NodeFacts) -> Option<Result<String, String>> {
-    match &f.replicas {
-        Err(e) => Some(Err(format!("cannot read this node's DTR replica: {e}"))),
-        Ok(list) if list.is_empty() => None,
-        Ok(list) => {
-            let sick: Vec<String> = list
-                .iter()
-                .filter(|r| !r.healthy)
-                .map(|r| format!("`{}` {}", r.id, r.health_note))
-                .collect();
-            Some(if sick.is_empty() {
-                let ids: Vec<&str> = list.iter().map(|r| r.id.as_str()).collect();
-                Ok(format!("replica `{}` healthy", ids.join("`, `")))
-            } else {
-                Err(format!(
-                    "replica {} on this node: {SEED_HEALTH}; repair it before upgrading",
-                    sick.join(", ")
-                ))
-            })
-        }
+fn health_condition(view: &[Replica], i: usize) -> Option<Condition> {
+    let list: Vec<&Replica> = view.iter().filter(|r| r.member == Some(i)).collect();
+    if list.is_empty() {
+        return None;
     }
-}
-
-/// The cluster is on the version the target upgrades from.
-fn cluster_condition(r: &Run<'_>, replicas: &[Replica], target: &str) -> Result<String, String> {
-    let params = r.cluster_params();
-    let target = Version::parse(target)
-        .map_err(|e| format!("the target version `{target}` is not a version: {e}"))?;
-    if let Some(problem) = super::facts::unparsable(replicas) {
-        return Err(problem);
-    }
-    let versions: Vec<Version> = replicas.iter().filter_map(|r| r.version.clone()).collect();
-    let Some(cluster) = rules::cluster_version(&versions) else {
-        return Err("no DTR replica was found on the checked nodes".to_owned());
-    };
-    let previous = format!("{}.{}", target.major, target.minor.saturating_sub(1));
-    let seed = format!(
-        "\"Confirm that you are running DTR {previous}. If this is not the case, upgrade your \
-         installation to the {previous} version.\" ({UPGRADE_DTR})"
-    );
-    let opts = JudgeOptions {
-        allow_prerelease: params.flag("allow_prerelease"),
-    };
-    let available: Result<Vec<Version>, String> = params
-        .list("available")
+    let sick: Vec<String> = list
         .iter()
-        .map(|v| Version::parse(v).map_err(|e| format!("`available` has `{v}`: {e}")))
+        .filter(|r| !r.healthy)
+        .map(|r| format!("`{}` {}", r.id, r.health_note))
         .collect();
-    let available = available?;
-    if available.is_empty() {
-        return match rules::judge(&cluster, &target, &opts) {
-            Verdict::NoOp => Ok(format!("DTR is at {cluster}, the target")),
-            Verdict::Allowed { row } => Ok(format!("DTR {cluster} -> {target} is a {row}")),
-            Verdict::Refused(refusal) => Err(format!(
-                "the cluster runs DTR {cluster} (its lowest replica): {refusal}: {seed}"
-            )),
-        };
-    }
-    match rules::plan(&cluster, &target, &available, &opts) {
-        Ok(plan) if plan.hops.is_empty() => Ok(format!("DTR is at {cluster}, the target")),
-        Ok(plan) => {
-            let hops: Vec<String> = plan.hops.iter().map(ToString::to_string).collect();
-            Ok(format!("DTR {cluster} upgrades by {}", hops.join(", ")))
-        }
-        Err(e) => Err(format!(
-            "the cluster runs DTR {cluster} (its lowest replica): {e}: {seed}"
-        )),
-    }
+    Some(if sick.is_empty() {
+        let ids: Vec<&str> = list.iter().map(|r| r.id.as_str()).collect();
+        Ok(format!("replica `{}` healthy", ids.join("`, `")))
+    } else {
+        Err(format!(
+            "replica {} on this node: {SEED_HEALTH}; repair it before upgrading",
+            sick.join(", ")
+        ))
+    })
 }
 
-fn sizing(r: &Run<'_>) -> Result<Vec<String>, String> {
+fn sizing(r: &Run<'_>) -> Result<Vec<String>, DtrError> {
     let managers = r.select_hosts("ucp_nodes")?;
     let cache = r.select_hosts("cache_nodes")?;
     let dtr: Vec<String> = r
@@ -372,42 +452,44 @@ fn sizing(r: &Run<'_>) -> Result<Vec<String>, String> {
 }
 
 /// What `register` holds after `check`.
-fn facts_value(f: &NodeFacts, all: &[Replica], target: &str, failed: &[String]) -> Value {
-    let mine = f.replicas.as_ref().ok().and_then(|l| l.first());
-    let versions: Vec<Version> = all.iter().filter_map(|r| r.version.clone()).collect();
+fn facts_value(
+    view: &[Replica],
+    i: usize,
+    m: &Member,
+    f: &ClusterFacts,
+    target: &str,
+    failed: &[String],
+) -> Value {
+    let mine = view.iter().find(|r| r.member == Some(i));
+    let versions: Vec<Version> = view.iter().filter_map(|r| r.version.clone()).collect();
     let cluster = rules::cluster_version(&versions).map(|v| v.to_string());
     let opt = |s: Option<String>| s.map_or(Value::from(()), Value::from);
+    let replicas: Vec<Value> = view
+        .iter()
+        .map(|r| {
+            minijinja::context! {
+                id => r.id.clone(), node => r.node.clone(), version => r.version_text.clone(),
+                healthy => r.healthy, health => r.health_note.clone(),
+            }
+        })
+        .collect();
     minijinja::context! {
         version => opt(mine.map(|r| r.version_text.clone())),
         replica_id => opt(mine.map(|r| r.id.clone())),
-        node => opt(mine.map(|r| r.node.clone())),
+        node => m.node.clone(),
         healthy => mine.is_some_and(|r| r.healthy),
+        health => opt(mine.map(|r| r.health_note.clone())),
         cluster_version => opt(cluster),
-        replicas => all.len(),
+        replicas => view.len(),
+        replica_facts => replicas,
         target => target,
-        ucp_version => opt(f.ucp_version.as_ref().ok().map(ToString::to_string)),
-        content_trust => opt(f.content_trust.as_ref().ok().map(ToString::to_string)),
+        ucp_version => opt(f.ucp.as_ref().ok().map(|u| u.version.to_string())),
+        content_trust => opt(f.ucp.as_ref().ok().map(|u| u.content_trust.to_string())),
         mem_bytes => f.mem_bytes.as_ref().ok().copied(),
         backup_age_seconds => f.backup_age.as_ref().ok().map(Duration::as_secs),
         failed_conditions => failed.to_vec(),
         changed => false,
         failed => !failed.is_empty(),
         skipped => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_versions_in_tool_output() {
-        assert_eq!(find_version("ucp/3.2.5"), Some(Version::new(3, 2, 5)));
-        assert_eq!(find_version("3.2"), Some(Version::new(3, 2, 0)));
-        assert_eq!(
-            find_version("Version: 3.1.10 (abc)"),
-            Some(Version::new(3, 1, 10))
-        );
-        assert_eq!(find_version("unknown"), None);
     }
 }

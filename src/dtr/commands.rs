@@ -9,18 +9,6 @@ use minijinja::value::Value;
 use super::params::with_vars;
 use crate::template::{Mode, TemplateError, Templates, shell_quote};
 
-/// The replicas on this node: `VERSION REPLICA_ID NODE` per line, from the labels DTR puts
-/// on its containers.
-pub(crate) const PS: &str = "docker ps --filter label=com.docker.dtr.replica-id --format \
-     '{{.Label \"com.docker.dtr.version\"}} {{.Label \"com.docker.dtr.replica-id\"}} \
-     {{.Label \"com.docker.dtr.node\"}}'";
-
-/// The node's memory in bytes.
-pub(crate) const MEM_TOTAL: &str = "docker info --format '{{.MemTotal}}'";
-
-/// The host's clock, in Unix seconds (backup ages are measured on the host).
-pub(crate) const NOW: &str = "date +%s";
-
 fn quoted(s: &str) -> String {
     // A NUL cannot reach a host at all; quoting it as empty keeps the command harmless.
     shell_quote(s).unwrap_or_else(|_| "''".to_owned())
@@ -41,14 +29,6 @@ pub(crate) fn ensure_image(image: &str) -> String {
         "docker image inspect {image} >/dev/null 2>&1 || {{ docker pull {image} && echo pulled; }}"
     )
 }
-
-/// Loads an image archive arriving on stdin (`docker load -i` of a temporary copy).
-pub(crate) const LOAD_FROM_STDIN: &str = "umask 077\n\
-     archive=$(mktemp) || exit 125\n\
-     trap 'rm -f \"$archive\"' EXIT\n\
-     trap 'exit 143' HUP INT TERM\n\
-     cat >\"$archive\" || exit 125\n\
-     docker load -i \"$archive\"\n";
 
 /// Renders the command template `file` in shell mode with the host's variables and
 /// `values`; line continuations (`\` at the end of a line) are joined into one line.
@@ -111,16 +91,17 @@ mod tests {
             ("version", Value::from("2.6.8")),
             ("ucp_url", Value::from("https://ucp.example.com")),
             ("ucp_username", Value::from("ad min")),
-            ("ucp_insecure_tls", Value::from(true)),
+            ("ucp_ca", Value::from(true)),
+            ("ucp_insecure_tls", Value::from(false)),
             ("existing_replica_id", Value::from("aaa")),
         ];
         let cmd = render_template(&t, "dtr-upgrade.j2", &minijinja::context! {}, &values)
             .expect("renders");
         assert_eq!(
             cmd,
-            "docker run --rm --env-file \"$CAPSTAN_SECRET_FILE\" docker/dtr:2.6.8 upgrade \
-             --ucp-url https://ucp.example.com --ucp-username 'ad min' --existing-replica-id aaa \
-             --ucp-insecure-tls"
+            "docker run --rm --env-file \"$CAPSTAN_SECRET_FILE\" --env UCP_CA docker/dtr:2.6.8 \
+             upgrade --ucp-url https://ucp.example.com --ucp-username 'ad min' \
+             --existing-replica-id aaa"
         );
     }
 }

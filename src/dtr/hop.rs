@@ -8,10 +8,12 @@
 use minijinja::value::Value;
 use semver::Version;
 
-use super::cluster::{ucp_env, view};
+use super::bootstrap::{self, Bootstrap, base_values};
+use super::cluster::view;
 use super::commands::{ensure_image, render_template};
+use super::error::DtrError;
 use super::facts::Replica;
-use super::migration::{self, JobStatus, Migration};
+use super::migration::{self, Migration, Phase};
 use super::run::Run;
 use super::spec::UPGRADE_TEMPLATE;
 use crate::rules::{UpgradeHop, UpgradePlan};
@@ -20,37 +22,19 @@ pub(crate) const SEED_RESUME: &str = "\"If anything fails or the upgrade is inte
                            rerun the upgrade command (the upgrade will resume from the point of \
                            interruption).\" (Upgrade DTR)";
 
+/// The hop's command, rendered and checked against its version's flags.
 pub(crate) fn upgrade_command(
     r: &Run<'_>,
     runner: usize,
     version: &Version,
     existing: &str,
-) -> Result<String, String> {
+) -> Result<Bootstrap, DtrError> {
     let m = &r.members[runner];
-    let p = &m.params;
-    render_template(
-        r.t(),
-        UPGRADE_TEMPLATE,
-        &m.ctx,
-        &[
-            (
-                "image",
-                Value::from(p.text("image").unwrap_or("docker/dtr")),
-            ),
-            ("version", Value::from(version.to_string())),
-            (
-                "ucp_url",
-                Value::from(p.text("ucp_url").unwrap_or_default()),
-            ),
-            (
-                "ucp_username",
-                Value::from(p.text("ucp_username").unwrap_or_default()),
-            ),
-            ("ucp_insecure_tls", Value::from(p.flag("ucp_insecure_tls"))),
-            ("existing_replica_id", Value::from(existing)),
-        ],
-    )
-    .map_err(|e| e.message)
+    let mut values = base_values(m);
+    values.push(("version", Value::from(version.to_string())));
+    values.push(("existing_replica_id", Value::from(existing)));
+    let cmd = render_template(r.t(), UPGRADE_TEMPLATE, &m.ctx, &values)?;
+    bootstrap::prepare(m, cmd)
 }
 
 /// Runs one hop and verifies it; the view after it, or `None` when it failed.
@@ -60,7 +44,7 @@ pub(crate) async fn run_hop(
     replicas: &[usize],
     before: &[Replica],
     hop: &UpgradeHop,
-    cmd: &str,
+    cmd: &Bootstrap,
 ) -> Option<Vec<Replica>> {
     let m = &r.members[runner];
     let image = format!(
@@ -78,7 +62,7 @@ pub(crate) async fn run_hop(
         }
         Ok(_) => {}
         Err(e) => {
-            r.fail(runner, &e);
+            r.fail_with(runner, &e);
             return None;
         }
     }
@@ -97,14 +81,14 @@ pub(crate) async fn run_hop(
             ),
         );
     }
-    r.command(runner, cmd);
-    r.diff(runner, &format!("ran: {cmd}"));
+    r.command(runner, &cmd.command);
+    r.diff(runner, &format!("ran: {}", cmd.command));
     let m = &r.members[runner];
-    let result = m.sh_with_secret(cmd, &ucp_env(m)).await;
+    let result = cmd.run(m, bootstrap::timeout(m)).await;
     let out = match result {
         Ok(out) => out,
         Err(e) => {
-            r.fail(runner, &e);
+            r.fail_with(runner, &e);
             return None;
         }
     };
@@ -129,7 +113,16 @@ pub(crate) async fn run_hop(
         }
         return None;
     }
-    let after = view(r, replicas, Some(runner)).await?;
+    let after = view(r, replicas).await?;
+    // Honest results: a replica changed only when its version was seen to change.
+    for rep in &after {
+        let was = before.iter().find(|b| b.id == rep.id).map(|b| &b.version);
+        if was.is_some_and(|v| *v != rep.version)
+            && let Some(i) = rep.member
+        {
+            r.changed(i);
+        }
+    }
     let behind: Vec<String> = after
         .iter()
         .filter(|rep| rep.version.as_ref() != Some(&hop.to))
@@ -161,10 +154,7 @@ pub(crate) async fn run_hop(
         let m = &r.members[runner];
         let interrupted = || r.shared.interrupt.is_set();
         let job = Migration {
-            t: r.t(),
             runner: m,
-            params: &m.params,
-            version: hop.to.to_string(),
             interrupted: &interrupted,
         };
         match job.settle(None).await {
@@ -174,7 +164,7 @@ pub(crate) async fn run_hop(
                 }
             }
             Err(e) => {
-                r.fail(runner, &e);
+                r.fail_with(runner, &e);
                 return None;
             }
         }
@@ -182,7 +172,8 @@ pub(crate) async fn run_hop(
     Some(after)
 }
 
-/// Check mode: what [`pending_migration`] would do (reading the job changes nothing).
+/// Check mode: what [`pending_migration`] would do (reading an existing job changes
+/// nothing).
 pub(crate) async fn preview_migration(r: &mut Run<'_>, runner: usize, plan: &UpgradePlan) {
     let from = &plan.from;
     if !(from.major == 2 && from.minor == 6) {
@@ -191,14 +182,14 @@ pub(crate) async fn preview_migration(r: &mut Run<'_>, runner: usize, plan: &Upg
     let m = &r.members[runner];
     let interrupted = || r.shared.interrupt.is_set();
     let job = Migration {
-        t: r.t(),
         runner: m,
-        params: &m.params,
-        version: from.to_string(),
         interrupted: &interrupted,
     };
+    if !job.configured() {
+        return;
+    }
     match job.log().await {
-        Ok(log) if log.exhausted() => {
+        Ok(log) if log.last() == Some(Phase::Failed) && log.exhausted() => {
             r.changed(runner);
             r.note(
                 runner,
@@ -210,17 +201,17 @@ pub(crate) async fn preview_migration(r: &mut Run<'_>, runner: usize, plan: &Upg
                 ),
             );
         }
-        Ok(log) if log.last() == JobStatus::Running => r.note(
+        Ok(log) if log.last() == Some(Phase::Pending) => r.note(
             runner,
             &format!("would wait for the running {} job", migration::JOB),
         ),
         Ok(_) => {}
-        Err(e) => r.fail(runner, &e),
+        Err(e) => r.fail_with(runner, &e),
     }
 }
 
-/// A cluster already on 2.6 whose migration job failed or still runs: settle it first.
-/// Returns false when that failed.
+/// A cluster already on 2.6 whose migration job failed three times or still runs: settle
+/// it first. Returns false when that failed.
 pub(crate) async fn pending_migration(r: &mut Run<'_>, runner: usize, plan: &UpgradePlan) -> bool {
     let from = &plan.from;
     if !(from.major == 2 && from.minor == 6) {
@@ -229,14 +220,17 @@ pub(crate) async fn pending_migration(r: &mut Run<'_>, runner: usize, plan: &Upg
     let m = &r.members[runner];
     let interrupted = || r.shared.interrupt.is_set();
     let job = Migration {
-        t: r.t(),
         runner: m,
-        params: &m.params,
-        version: from.to_string(),
         interrupted: &interrupted,
     };
+    if !job.configured() {
+        return true;
+    }
     let result = match job.log().await {
-        Ok(log) if matches!(log.last(), JobStatus::Failed | JobStatus::Running) => {
+        Ok(log)
+            if log.last() == Some(Phase::Pending)
+                || (log.last() == Some(Phase::Failed) && log.exhausted()) =>
+        {
             job.settle(Some(log)).await.map(Some)
         }
         Ok(_) => Ok(None),
@@ -252,7 +246,7 @@ pub(crate) async fn pending_migration(r: &mut Run<'_>, runner: usize, plan: &Upg
         }
         Ok(None) => true,
         Err(e) => {
-            r.fail(runner, &e);
+            r.fail_with(runner, &e);
             false
         }
     }

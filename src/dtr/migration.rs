@@ -1,23 +1,24 @@
-//! The `metadatastoremigration` job that follows a 2.5 → 2.6 upgrade.
+//! The `metadatastoremigration` job after a 2.5 → 2.6 hop, through DTR's jobs API.
 //!
-//! "When upgrading from 2.5 to 2.6, the system will run a metadatastoremigration job
-//! following a successful upgrade. [...] Garbage collection is disabled while the migration
-//! is running. In the case of a failed metadatastoremigration, the system will retry twice.
-//! If the three attempts fail, it will be necessary to manually retrigger the
-//! metadatastoremigration job. To do this, send a POST request to the /api/v0/jobs
-//! endpoint." capstan polls the job (with a deadline) until it is done, retriggers it once
-//! when all three attempts failed, and waits again.
+//! "Upgrade DTR": "When upgrading from 2.5 to 2.6, the system will run a
+//! metadatastoremigration job following a successful upgrade. [...] In the case of a failed
+//! metadatastoremigration, the system will retry twice. If the three attempts fail, it will
+//! be necessary to manually retrigger the metadatastoremigration job. To do this, send a
+//! POST request to the /api/v0/jobs endpoint". The jobs are read with `GET /api/v0/jobs?
+//! action=metadatastoremigration&worker=any&running=any&start=0` ("Audit jobs via the
+//! API"); each has `id`, `retryFromID` (the first attempt of its chain), `status` (one of
+//! the job queue's `waiting`, `running`, `done`, `error`, `cancel_request`, `cancel`,
+//! `deleted`, `worker_dead`, `worker_shutdown`, `worker_resurrection`).
 
 use std::time::{Duration, Instant};
 
-use minijinja::value::Value;
 use semver::Version;
+use serde::Deserialize;
 
-use super::commands::render_template;
-use super::params::Params;
-use super::remote::{Member, first_line};
-use super::spec::{JOBS_TEMPLATE, RETRIGGER_TEMPLATE};
-use crate::template::Templates;
+use super::error::DtrError;
+use super::facts::{dtr_service, https_port};
+use super::http::{NodeScript, Request};
+use super::remote::Member;
 
 pub(crate) const JOB: &str = "metadatastoremigration";
 
@@ -28,134 +29,195 @@ pub(crate) const GC_NOTICE: &str = "garbage collection is disabled while the \
      metadatastoremigration job runs (\"Garbage collection is disabled while the migration is \
      running.\", Upgrade DTR)";
 
+const JOBS_PATH: &str =
+    "/api/v0/jobs?action=metadatastoremigration&worker=any&running=any&start=0&limit=100";
+
 /// Whether the hop `from` → `to` runs the migration job.
 pub(crate) fn follows(from: &Version, to: &Version) -> bool {
     from.major == 2 && from.minor == 5 && to.major == 2 && to.minor == 6
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JobStatus {
-    Done,
-    Failed,
-    Running,
-    None,
+/// One attempt as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct Job {
+    pub id: String,
+    #[serde(rename = "retryFromID", default)]
+    pub retry_from_id: String,
+    pub status: String,
+    pub action: String,
 }
 
-impl JobStatus {
-    fn parse(word: &str) -> JobStatus {
-        match word {
-            "done" => JobStatus::Done,
-            "failed" => JobStatus::Failed,
-            "running" | "waiting" => JobStatus::Running,
-            _ => JobStatus::None,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// `waiting`, `running`, `cancel_request`, `worker_resurrection`: not over yet.
+    Pending,
+    Done,
+    /// `error`, and the other ends that are no success (`cancel`, `deleted`,
+    /// `worker_dead`, `worker_shutdown`).
+    Failed,
+}
+
+impl Job {
+    pub fn phase(&self) -> Phase {
+        match self.status.as_str() {
+            "done" => Phase::Done,
+            "waiting" | "running" | "cancel_request" | "worker_resurrection" => Phase::Pending,
+            _ => Phase::Failed,
         }
     }
 }
 
-/// The job's attempts, oldest first, as the jobs command lists them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize)]
+struct JobList {
+    jobs: Vec<Job>,
+}
+
+/// The job's attempts, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct JobLog {
-    pub attempts: Vec<JobStatus>,
+    pub attempts: Vec<Job>,
 }
 
 impl JobLog {
-    /// `NAME attempt=N status=S` lines; the summary line `NAME status=S` is not an attempt.
-    pub fn parse(stdout: &str) -> JobLog {
-        let attempts = stdout
-            .lines()
-            .filter(|l| l.starts_with(JOB) && l.contains("attempt="))
-            .filter_map(|l| l.split("status=").nth(1))
-            .map(|s| JobStatus::parse(s.trim()))
-            .collect();
-        JobLog { attempts }
+    /// The API lists the most recent first.
+    pub fn parse(text: &str) -> Result<JobLog, serde_json::Error> {
+        let list: JobList = serde_json::from_str(text.trim())?;
+        let mut attempts: Vec<Job> = list.jobs.into_iter().filter(|j| j.action == JOB).collect();
+        attempts.reverse();
+        Ok(JobLog { attempts })
     }
 
-    pub fn last(&self) -> JobStatus {
-        self.attempts.last().copied().unwrap_or(JobStatus::None)
+    pub fn last(&self) -> Option<Phase> {
+        self.attempts.last().map(Job::phase)
     }
 
     fn trailing_failures(&self) -> usize {
         self.attempts
             .iter()
             .rev()
-            .take_while(|s| **s == JobStatus::Failed)
+            .take_while(|j| j.phase() == Phase::Failed)
             .count()
     }
 
-    /// The system gave up: its three attempts (at least) failed in a row.
+    /// The system gave up: its three attempts failed.
     pub fn exhausted(&self) -> bool {
-        self.last() == JobStatus::Failed && self.trailing_failures() >= AUTOMATIC_ATTEMPTS
+        self.trailing_failures() >= AUTOMATIC_ATTEMPTS
+    }
+
+    /// `attempt 1 (chain a1b2…): error`, one per attempt.
+    pub fn lines(&self) -> Vec<String> {
+        self.attempts
+            .iter()
+            .enumerate()
+            .map(|(n, j)| {
+                let chain: String = j.retry_from_id.chars().take(8).collect();
+                format!(
+                    "{JOB} attempt {} (job {}, chain {chain}): {}",
+                    n + 1,
+                    short(&j.id),
+                    j.status
+                )
+            })
+            .collect()
     }
 }
 
-/// Runs the migration job's checks on the node `runner`, whose cluster runs `version`.
+fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// The jobs API on the node of member `runner` (its own replica).
 pub(crate) struct Migration<'a> {
-    pub t: &'a Templates,
     pub runner: &'a Member,
-    pub params: &'a Params,
-    pub version: String,
     pub interrupted: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl Migration<'_> {
-    /// The job's attempts so far.
-    pub async fn log(&self) -> Result<JobLog, String> {
-        let image = self.params.text("image").unwrap_or("docker/dtr");
-        let cmd = render_template(
-            self.t,
-            JOBS_TEMPLATE,
-            &self.runner.ctx,
-            &[
-                ("image", Value::from(image)),
-                ("version", Value::from(self.version.as_str())),
-                ("job", Value::from(JOB)),
-            ],
-        )
-        .map_err(|e| e.message)?;
-        let out = self.runner.sh(&cmd).await?;
-        let out = out.expect_success(
-            &format!("the {JOB} job status (`{cmd}`)"),
-            &self.runner.host,
-        )?;
-        Ok(JobLog::parse(&out.stdout))
+    fn credentials(&self) -> Option<(String, String)> {
+        let p = &self.runner.params;
+        match (p.text("api_username"), p.text("api_token")) {
+            (Some(u), Some(t)) => Some((u.to_owned(), t.to_owned())),
+            _ => None,
+        }
     }
 
-    /// Waits for the job to finish: done, or given up by the system; `baseline` attempts
-    /// (those before a retrigger) do not count.
-    async fn wait(&self, baseline: usize, retriggered: bool) -> Result<JobLog, String> {
-        let poll = self
-            .params
+    /// Whether capstan can read the jobs API (`api_username`, `api_token` set).
+    pub fn configured(&self) -> bool {
+        self.credentials().is_some()
+    }
+
+    async fn call(&self, req: Request, what: &str) -> Result<String, DtrError> {
+        let m = self.runner;
+        let dtr = dtr_service(m).await?;
+        let mut s = NodeScript::default();
+        let call = s.curl(&dtr, &req);
+        s.line(call);
+        let out = m
+            .sh_with_files(&s.script(), &s.file_refs(), m.timeout)
+            .await?
+            .expect_success(what, &m.host)?;
+        Ok(out.stdout)
+    }
+
+    fn request(&self, method: &'static str, path: &str) -> Request {
+        Request {
+            method,
+            path: path.to_owned(),
+            basic: self.credentials(),
+            local_port: Some(https_port(self.runner)),
+            ..Request::default()
+        }
+    }
+
+    /// The job's attempts so far.
+    pub async fn log(&self) -> Result<JobLog, DtrError> {
+        let what = format!("`GET {JOBS_PATH}`");
+        let text = self.call(self.request("GET", JOBS_PATH), &what).await?;
+        JobLog::parse(&text).map_err(|why| DtrError::Unreadable {
+            what,
+            host: self.runner.host.clone(),
+            text: text.chars().take(80).collect(),
+            why: why.to_string(),
+        })
+    }
+
+    /// Waits until the attempts after the first `baseline` are over: done, or (when
+    /// `retriggered`) failed, or else failed three times in a row.
+    async fn wait(&self, baseline: usize, retriggered: bool) -> Result<JobLog, DtrError> {
+        let p = &self.runner.params;
+        let poll = p
             .duration("migration_poll")
             .unwrap_or(Duration::from_secs(15));
-        let limit = self
-            .params
+        let limit = p
             .duration("migration_timeout")
             .unwrap_or(Duration::from_secs(3600));
         let deadline = Instant::now() + limit;
         loop {
             let log = self.log().await?;
-            let new = log.attempts.len() > baseline;
-            let finished = new
+            let finished = log.attempts.len() > baseline
                 && match log.last() {
-                    JobStatus::Done => true,
-                    JobStatus::Failed => retriggered || log.exhausted(),
-                    JobStatus::Running | JobStatus::None => false,
+                    Some(Phase::Done) => true,
+                    Some(Phase::Failed) => retriggered || log.exhausted(),
+                    Some(Phase::Pending) | None => false,
                 };
             if finished {
                 return Ok(log);
             }
             if (self.interrupted)() {
-                return Err(format!(
+                return Err(DtrError::Input(format!(
                     "interrupted while waiting for the {JOB} job; {GC_NOTICE}; rerun the \
                      playbook to go on waiting"
-                ));
+                )));
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "the {JOB} job has not finished after {} (`migration_timeout`); {GC_NOTICE}; \
-                     follow it in System > Job Logs and rerun the playbook when it is done",
-                    humantime::format_duration(limit)
-                ));
+                return Err(DtrError::Input(format!(
+                    "the {JOB} job has not finished after {} (`migration_timeout`): {}; \
+                     {GC_NOTICE}; rerun the playbook when it is done",
+                    humantime::format_duration(limit),
+                    log.lines()
+                        .last()
+                        .map_or("no attempt listed", String::as_str)
+                )));
             }
             tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
@@ -163,109 +225,101 @@ impl Migration<'_> {
 
     /// Brings the job to `done`: waits for the system's attempts, retriggers once when all
     /// three failed, waits again. Returns the lines for the report.
-    pub async fn settle(&self, log: Option<JobLog>) -> Result<Vec<String>, String> {
+    pub async fn settle(&self, log: Option<JobLog>) -> Result<Vec<String>, DtrError> {
         let mut lines = vec![GC_NOTICE.to_owned()];
+        if !self.configured() {
+            lines.push(format!(
+                "OPERATOR STEP: follow the {JOB} job in System > Job Logs (no `api_username`/\
+                 `api_token`, so capstan cannot read the jobs API)"
+            ));
+            return Ok(lines);
+        }
         let log = match log {
-            Some(log) if log.last() == JobStatus::Done || log.exhausted() => log,
+            Some(log) if log.last() == Some(Phase::Done) || log.exhausted() => log,
             _ => self.wait(0, false).await?,
         };
-        if log.last() == JobStatus::Done {
+        lines.extend(log.lines());
+        if log.last() == Some(Phase::Done) {
             lines.push(format!("{JOB} job done (attempt {})", log.attempts.len()));
             return Ok(lines);
         }
         let failed = log.trailing_failures();
-        let retrigger = self.retrigger().await.map_err(|e| {
-            format!(
-                "the {JOB} job failed {failed} times: \"If the three attempts fail, it will be \
-                 necessary to manually retrigger the metadatastoremigration job\" (Upgrade DTR); \
-                 {e}"
-            )
-        })?;
+        let created = self.retrigger().await?;
         lines.push(format!(
-            "{JOB} job failed {failed} times; retriggered with POST /api/v0/jobs \
-             (\"If the three attempts fail, it will be necessary to manually retrigger the \
-             metadatastoremigration job\", Upgrade DTR): {retrigger}"
+            "{JOB} job failed {failed} times; retriggered with POST /api/v0/jobs (\"If the \
+             three attempts fail, it will be necessary to manually retrigger the \
+             metadatastoremigration job\", Upgrade DTR): job {created}"
         ));
         let after = self.wait(log.attempts.len(), true).await?;
-        if after.last() == JobStatus::Done {
+        lines.extend(after.lines().into_iter().skip(log.attempts.len()));
+        if after.last() == Some(Phase::Done) {
             lines.push(format!("{JOB} job done (attempt {})", after.attempts.len()));
             Ok(lines)
         } else {
-            Err(format!(
-                "the retriggered {JOB} job failed too (attempt {}); {GC_NOTICE}; see System > \
-                 Job Logs for its errors, then retrigger it again with POST /api/v0/jobs",
-                after.attempts.len()
-            ))
+            Err(DtrError::Input(format!(
+                "the retriggered {JOB} job failed too (attempt {}: {}); {GC_NOTICE}; see \
+                 System > Job Logs for its errors, then retrigger it again with POST \
+                 /api/v0/jobs",
+                after.attempts.len(),
+                after.attempts.last().map_or("", |j| j.status.as_str())
+            )))
         }
     }
 
-    /// `POST /api/v0/jobs {"action": "metadatastoremigration"}` with the credentials in a
-    /// curl config file fed on stdin.
-    async fn retrigger(&self) -> Result<String, String> {
-        let p = self.params;
-        let (Some(url), Some(user), Some(token)) = (
-            p.text("dtr_url"),
-            p.text("api_username"),
-            p.text("api_token"),
-        ) else {
-            return Err(format!(
-                "set `dtr_url`, `api_username` and `api_token` to let capstan do it, or send \
-                 it yourself: curl https://<dtr-external-url>/api/v0/jobs -X POST -u \
-                 username:accesstoken -H 'Content-Type: application/json' -d '{{\"action\": \
-                 \"{JOB}\"}}'"
-            ));
+    /// `POST /api/v0/jobs {"action": "metadatastoremigration"}`; the new job's id.
+    async fn retrigger(&self) -> Result<String, DtrError> {
+        let req = Request {
+            json: Some(format!("{{\"action\": \"{JOB}\"}}")),
+            ..self.request("POST", "/api/v0/jobs")
         };
-        let cmd = render_template(
-            self.t,
-            RETRIGGER_TEMPLATE,
-            &self.runner.ctx,
-            &[
-                ("dtr_url", Value::from(url.trim_end_matches('/'))),
-                ("api_insecure_tls", Value::from(p.flag("api_insecure_tls"))),
-            ],
-        )
-        .map_err(|e| e.message)?;
-        let config = format!("user = \"{}\"\n", curl_escape(&format!("{user}:{token}")));
-        let out = self.runner.sh_with_secret(&cmd, &config).await?;
-        let out = out.expect_success(
-            &format!("retriggering the {JOB} job (`{cmd}`)"),
-            &self.runner.host,
-        )?;
-        Ok(first_line(&out.stdout).to_owned())
+        let text = self
+            .call(
+                req,
+                &format!("retriggering the {JOB} job (`POST /api/v0/jobs`)"),
+            )
+            .await?;
+        let id = serde_json::from_str::<Job>(text.trim())
+            .map(|j| short(&j.id))
+            .unwrap_or_else(|_| "(created)".to_owned());
+        Ok(id)
     }
-}
-
-/// A value for a double-quoted curl config string.
-fn curl_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn job(id: &str, from: &str, status: &str) -> String {
+        format!(
+            "{{\"id\":\"{id}\",\"retryFromID\":\"{from}\",\"status\":\"{status}\",\
+             \"action\":\"{JOB}\",\"workerID\":\"aaaaaaaaaaaa\"}}"
+        )
+    }
+
     #[test]
-    fn parses_attempts_and_knows_when_the_system_gave_up() {
-        let log = JobLog::parse(
-            "metadatastoremigration attempt=1 status=failed\n\
-             metadatastoremigration attempt=2 status=failed\n\
-             metadatastoremigration attempt=3 status=failed\n\
-             metadatastoremigration status=failed\n",
+    fn reads_attempts_oldest_first_and_knows_when_the_system_gave_up() {
+        let text = format!(
+            "{{\"jobs\":[{},{},{},{{\"id\":\"x\",\"status\":\"done\",\"action\":\"gc\"}}]}}",
+            job("c", "a", "error"),
+            job("b", "a", "error"),
+            job("a", "a", "error")
         );
-        assert_eq!(log.attempts, [JobStatus::Failed; 3]);
+        let log = JobLog::parse(&text).expect("parses");
+        let ids: Vec<&str> = log.attempts.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
         assert!(log.exhausted());
-        let log = JobLog::parse(
-            "metadatastoremigration attempt=1 status=failed\n\
-             metadatastoremigration attempt=2 status=done\nmetadatastoremigration status=done\n",
-        );
-        assert_eq!(log.last(), JobStatus::Done);
-        assert!(!log.exhausted());
-        let none = JobLog::parse("metadatastoremigration status=none\n");
-        assert_eq!((none.last(), none.exhausted()), (JobStatus::None, false));
-        let two = JobLog::parse(
-            "metadatastoremigration attempt=1 status=failed\nmetadatastoremigration attempt=2 status=failed\n",
-        );
+        let two = JobLog::parse(&format!(
+            "{{\"jobs\":[{},{}]}}",
+            job("b", "a", "worker_dead"),
+            job("a", "a", "error")
+        ))
+        .expect("parses");
         assert!(!two.exhausted());
+        assert_eq!(two.last(), Some(Phase::Failed));
+        let running =
+            JobLog::parse(&format!("{{\"jobs\":[{}]}}", job("a", "a", "waiting"))).expect("parses");
+        assert_eq!(running.last(), Some(Phase::Pending));
+        assert!(JobLog::parse("{\"jobs\":[{\"status\":\"failed\"}]}").is_err());
     }
 
     #[test]
@@ -274,10 +328,5 @@ mod tests {
         assert!(follows(&v("2.5.3"), &v("2.6.8")));
         assert!(!follows(&v("2.6.0"), &v("2.6.8")));
         assert!(!follows(&v("2.6.8"), &v("2.7.2")));
-    }
-
-    #[test]
-    fn curl_config_values_are_escaped() {
-        assert_eq!(curl_escape(r#"a"b\c"#), r#"a\"b\\c"#);
     }
 }

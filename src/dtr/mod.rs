@@ -8,14 +8,21 @@
 //! verifying after each step. In check mode it stops after the query and reports what it
 //! would do, commands included. Every `docker run` comes from `templates/dtr-*.j2`.
 //!
-//! Secrets (the UCP password, the DTR access token) reach a host only on a command's stdin,
-//! into a 0600 file that a trap removes; reports are masked by [`crate::secrets`].
+//! Everything capstan reads from a cluster is what real DTR exposes (docs/dtr.md): the
+//! `dtr-*-<id>` containers, `docker info`, `/_ping`, `cluster_status`, the jobs API, UCP's
+//! API; every HTTP call is `curl` on a node. Secrets (the UCP password, the DTR access
+//! token, UCP's CA) reach a host only on a command's stdin, into 0600 files that a trap
+//! removes; reports are masked by [`crate::secrets`].
 
+mod bootstrap;
 mod check;
 mod cluster;
 mod commands;
+mod error;
 mod facts;
+mod flags;
 mod hop;
+mod http;
 mod migration;
 mod params;
 mod post_upgrade;
@@ -25,6 +32,7 @@ mod replica_step;
 mod replicas;
 mod run;
 pub mod spec;
+mod ucp;
 mod upgrade;
 pub(crate) mod validate;
 

@@ -275,7 +275,7 @@ mod tests {
         let p = Params::render(&t, "t", &spec, &ctx()).expect("renders");
         assert_eq!(p.text("version"), Some("2.7.2"));
         assert_eq!(p.list("available"), ["2.6.8", "2.7.2"]);
-        assert_eq!(p.text("node"), Some("dtr-1"));
+        assert_eq!(p.text("dtr_url"), None);
         assert_eq!(p.text("image"), Some("docker/dtr"));
         assert!(!p.flag("ucp_insecure_tls"));
         assert_eq!(
@@ -309,8 +309,9 @@ mod tests {
             DtrKind::Check,
             &[
                 ("version", "2.7.2"),
-                ("ucp_version_command", "x"),
-                ("content_trust_command", "x"),
+                ("ucp_url", "u"),
+                ("ucp_username", "a"),
+                ("ucp_password", "pw-params-defaults-test"),
                 ("backup_time_command", "x"),
             ],
         );

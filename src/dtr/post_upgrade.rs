@@ -1,12 +1,20 @@
 //! After the hops: the vulnerability database and the cache nodes.
 //!
-//! Both are operator commands (`vuln_db_update`; `cache_version_command` with
-//! `cache_upgrade`); when they are not configured the report names the operator step rather
-//! than leaving it unsaid.
+//! The vulnerability database ("Set up vulnerability scans"): offline, capstan uploads the
+//! archive `vuln_db_archive` (a path on the upgrade node) with `PUT
+//! /api/v0/imagescan/scan/update?online=false`; online, DTR checks for updates itself
+//! (daily at 03:00 UTC, and when the mode is switched), which no documented API call
+//! forces, so the report names the operator step. Either way `GET
+//! /api/v0/imagescan/status` tells whether the last update failed. Cache nodes follow
+//! the operator commands `cache_version_command` and `cache_upgrade`.
 
 use minijinja::value::Value;
 
+use super::error::DtrError;
+use super::facts::{dtr_service, https_port};
+use super::http::{NodeScript, Request};
 use super::params::render_command;
+use super::remote::Member;
 use super::run::Run;
 use crate::rules::UpgradePlan;
 
@@ -24,48 +32,113 @@ pub(crate) async fn after_hops(
     plan: &UpgradePlan,
     caches: &[usize],
 ) {
-    let check = r.check_mode();
     let target = plan.to.to_string();
     if !plan.hops.is_empty() {
+        let check = r.check_mode();
         let m = &r.members[runner];
-        match m.params.command("vuln_db_update") {
-            None => r.note(
+        let archive = m.params.text("vuln_db_archive").map(str::to_owned);
+        let creds = m.params.text("api_username").is_some() && m.params.text("api_token").is_some();
+        match (archive, check, creds) {
+            (Some(path), true, _) => r.note(
+                runner,
+                &format!("would upload the vulnerability database `{path}` (PUT /api/v0/imagescan/scan/update?online=false)"),
+            ),
+            (Some(_), false, false) | (None, _, false) => r.note(
                 runner,
                 &format!(
-                    "OPERATOR STEP: redownload the vulnerability database: {SEED_VULN}; no \
-                     `vuln_db_update` command is configured, so capstan did not"
+                    "OPERATOR STEP: redownload the vulnerability database: {SEED_VULN}; set \
+                     `vuln_db_archive` (offline) and `api_username`/`api_token` to let capstan \
+                     upload it and read its status"
                 ),
             ),
-            Some(source) => {
-                let cmd = render_command(
-                    r.t(),
-                    &r.task.name,
-                    "vuln_db_update",
-                    source,
-                    &m.ctx,
-                    &[("version", Value::from(target.as_str()))],
-                );
-                let result = match cmd {
-                    Err(e) => Err(e.message),
-                    Ok(cmd) if check => {
-                        Ok(format!("would update the vulnerability database: {cmd}"))
+            (None, true, true) => {}
+            (archive, false, true) => match vuln_db(m, archive.as_deref()).await {
+                Ok(lines) => {
+                    for line in lines {
+                        r.note(runner, &line);
                     }
-                    Ok(cmd) => m
-                        .sh(&cmd)
-                        .await
-                        .and_then(|o| o.expect_success("`vuln_db_update`", &m.host))
-                        .map(|_| format!("updated the vulnerability database: {cmd}")),
-                };
-                match result {
-                    Ok(line) => r.note(runner, &line),
-                    Err(e) => return r.fail(runner, &format!("{e}: {SEED_VULN}")),
                 }
-            }
+                Err(e) => return r.fail_with(runner, &e),
+            },
         }
     }
     for &i in caches {
         cache(r, i, &target).await;
     }
+}
+
+/// Uploads `archive` when given, then reads the scanner's status.
+async fn vuln_db(m: &Member, archive: Option<&str>) -> Result<Vec<String>, DtrError> {
+    let dtr = dtr_service(m).await?;
+    let basic = match (m.params.text("api_username"), m.params.text("api_token")) {
+        (Some(u), Some(t)) => Some((u.to_owned(), t.to_owned())),
+        _ => None,
+    };
+    let local = Some(https_port(m));
+    let mut s = NodeScript::default();
+    let mut lines = Vec::new();
+    if let Some(path) = archive {
+        let put = s.curl(
+            &dtr,
+            &Request {
+                method: "PUT",
+                path: "/api/v0/imagescan/scan/update?online=false".to_owned(),
+                basic: basic.clone(),
+                form: vec![("upload".to_owned(), format!("@{path}"))],
+                local_port: local,
+                ..Request::default()
+            },
+        );
+        s.line(format!("{put} >/dev/null || exit $?"));
+        lines.push(format!(
+            "uploaded the vulnerability database `{path}`: {SEED_VULN}"
+        ));
+    } else {
+        lines.push(format!(
+            "OPERATOR STEP: the vulnerability database is in online mode; DTR checks for \
+             updates daily at 03:00 UTC and when the scanning mode is switched (no documented \
+             API call forces it): {SEED_VULN}"
+        ));
+    }
+    let status = s.curl(
+        &dtr,
+        &Request {
+            basic,
+            local_port: local,
+            ..Request::get("/api/v0/imagescan/status")
+        },
+    );
+    s.line(status);
+    let out = m
+        .sh_with_files(&s.script(), &s.file_refs(), m.timeout)
+        .await?
+        .expect_success(
+            "the vulnerability database update (`/api/v0/imagescan`)",
+            &m.host,
+        )?;
+    let v: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).map_err(|e| DtrError::Unreadable {
+            what: "`GET /api/v0/imagescan/status`".to_owned(),
+            host: m.host.clone(),
+            text: out.stdout.chars().take(80).collect(),
+            why: e.to_string(),
+        })?;
+    match v
+        .get("lastDBUpdateFailed")
+        .and_then(serde_json::Value::as_bool)
+    {
+        Some(false) => {
+            lines.push("vulnerability database status: last update succeeded".to_owned())
+        }
+        Some(true) => {
+            return Err(DtrError::Input(format!(
+                "the vulnerability database update failed (`lastDBUpdateFailed` is true in \
+                 /api/v0/imagescan/status): {SEED_VULN}"
+            )));
+        }
+        None => lines.push("vulnerability database status: not reported".to_owned()),
+    }
+    Ok(lines)
 }
 
 /// One cache node: "upgrade the node dedicated for your cache to keep it in sync".
@@ -89,14 +162,16 @@ async fn cache(r: &mut Run<'_>, i: usize, target: &str) {
         ("node", Value::from(m.node.as_str())),
     ];
     let render = |param: &str, source: &str| {
-        render_command(r.t(), &r.task.name, param, source, &m.ctx, &vars).map_err(|e| e.message)
+        render_command(r.t(), &r.task.name, param, source, &m.ctx, &vars).map_err(DtrError::from)
     };
-    let read = async |cmd: &str| -> Result<String, String> {
-        let out = m.sh(cmd).await?;
-        let out = out.expect_success("`cache_version_command`", &m.host)?;
+    let read = async |cmd: &str| -> Result<String, DtrError> {
+        let out = m
+            .sh(cmd)
+            .await?
+            .expect_success("`cache_version_command`", &m.host)?;
         Ok(super::remote::first_line(&out.stdout).to_owned())
     };
-    let result: Result<Option<String>, String> = async {
+    let result: Result<Option<String>, DtrError> = async {
         let query = render("cache_version_command", query)?;
         let upgrade = render("cache_upgrade", upgrade)?;
         let now = read(&query).await?;
@@ -108,13 +183,14 @@ async fn cache(r: &mut Run<'_>, i: usize, target: &str) {
                 "would upgrade the cache {now} -> {target}: {upgrade}"
             )));
         }
-        let out = m.sh(&upgrade).await?;
-        out.expect_success("`cache_upgrade`", &m.host)?;
+        m.sh(&upgrade)
+            .await?
+            .expect_success("`cache_upgrade`", &m.host)?;
         let after = read(&query).await?;
         if after != target {
-            return Err(format!(
+            return Err(DtrError::Input(format!(
                 "after `cache_upgrade` the cache reports {after}, not {target}: {SEED_CACHE}"
-            ));
+            )));
         }
         Ok(Some(format!(
             "upgraded the cache {now} -> {target}: {upgrade}"
@@ -127,6 +203,6 @@ async fn cache(r: &mut Run<'_>, i: usize, target: &str) {
             r.changed(i);
             r.note(i, &line);
         }
-        Err(e) => r.fail(i, &e),
+        Err(e) => r.fail_with(i, &e),
     }
 }

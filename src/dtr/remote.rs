@@ -1,20 +1,25 @@
 //! One host taking part in a cluster task, and running shell on it.
 //!
-//! Secrets never travel in a command line (which `ps` shows on the host): a secret goes on
-//! the exec's stdin into a `mktemp` file under `umask 077`, the command reads the file, and
-//! a trap removes it however the script ends.
+//! Secrets never travel in a command line (which `ps` shows on the host): secrets go on the
+//! exec's stdin into files of a `mktemp -d` directory under `umask 077`, the command reads
+//! the files, and a trap removes the directory however the script ends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use minijinja::value::Value;
 
+use super::error::DtrError;
 use super::params::Params;
 use crate::secrets;
 use crate::template::shell_quote;
 use crate::transport::{ExecRequest, ExitStatus, Session};
 
-/// Shell variable holding the path of the secret file in [`with_secret_file`] scripts.
+/// Shell variable holding the private directory of [`with_files`] scripts.
+pub(crate) const DIR_VAR: &str = "CAPSTAN_DIR";
+
+/// Shell variable holding the path of the UCP env file (`UCP_PASSWORD=...`) in bootstrapper
+/// scripts, as the command templates use it.
 pub(crate) const SECRET_FILE_VAR: &str = "CAPSTAN_SECRET_FILE";
 
 /// Lines of stderr kept in a failure message.
@@ -24,7 +29,8 @@ const STDERR_TAIL: usize = 5;
 pub(crate) struct Member {
     /// The inventory's name for the host.
     pub host: String,
-    /// The UCP node name (parameter `node`).
+    /// The node's hostname as its docker engine reports it (`docker info --format
+    /// '{{.Name}}'`); the inventory name until discovery read it.
     pub node: String,
     pub session: Arc<Session>,
     /// The host's variables.
@@ -32,6 +38,9 @@ pub(crate) struct Member {
     pub params: Params,
     /// `export NAME=value; ` for the host's `dtr_env`, or empty.
     pub env: String,
+    /// DTR's CA as fetched from `<dtr_url>/ca` on this node (`dtr_ca = "fetch"`): fetched
+    /// once per run, then sent with each call.
+    pub fetched_ca: std::sync::Mutex<Option<String>>,
     pub timeout: Duration,
 }
 
@@ -50,14 +59,14 @@ impl Output {
 
     /// `Ok` when the command succeeded, else a message naming `what`, how it ended and the
     /// end of its stderr (or stdout when stderr is empty).
-    pub fn expect_success(self, what: &str, host: &str) -> Result<Output, String> {
+    pub fn expect_success(self, what: &str, host: &str) -> Result<Output, DtrError> {
         if self.success() {
             return Ok(self);
         }
-        Err(self.failure(what, host))
+        Err(self.error(what, host))
     }
 
-    pub fn failure(&self, what: &str, host: &str) -> String {
+    pub fn error(&self, what: &str, host: &str) -> DtrError {
         let text = if self.stderr.trim().is_empty() {
             &self.stdout
         } else {
@@ -65,37 +74,56 @@ impl Output {
         };
         let lines: Vec<&str> = text.trim().lines().collect();
         let tail = lines[lines.len().saturating_sub(STDERR_TAIL)..].join("\n  ");
-        if tail.is_empty() {
-            format!("{what} failed on `{host}` ({})", self.status)
-        } else {
-            format!("{what} failed on `{host}` ({}):\n  {tail}", self.status)
+        DtrError::Command {
+            what: what.to_owned(),
+            host: host.to_owned(),
+            status: self.status.clone(),
+            tail: if tail.is_empty() {
+                String::new()
+            } else {
+                format!(":\n  {tail}")
+            },
         }
+    }
+
+    pub fn failure(&self, what: &str, host: &str) -> String {
+        self.error(what, host).to_string()
     }
 }
 
 impl Member {
     /// Runs `script` on the host (through the login shell, after the `dtr_env` exports).
-    pub async fn sh(&self, script: &str) -> Result<Output, String> {
-        self.exec(script, None).await
+    pub async fn sh(&self, script: &str) -> Result<Output, DtrError> {
+        self.exec(script, None, self.timeout).await
     }
 
-    /// Runs `script` with `secret` on stdin, written to a 0600 file whose path is in
-    /// `$CAPSTAN_SECRET_FILE` and which is removed when the script ends.
-    pub async fn sh_with_secret(&self, script: &str, secret: &str) -> Result<Output, String> {
-        self.exec(&with_secret_file(script), Some(secret.as_bytes().to_vec()))
-            .await
+    /// Runs `script` with `files` (name, content) written from stdin into 0600 files of the
+    /// private directory `$CAPSTAN_DIR`, removed when the script ends.
+    pub async fn sh_with_files(
+        &self,
+        script: &str,
+        files: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Output, DtrError> {
+        let (script, stdin) = with_files(script, files);
+        self.exec(&script, Some(stdin), timeout).await
     }
 
     /// Runs `script` with `data` on stdin.
-    pub async fn sh_with_stdin(&self, script: &str, data: Vec<u8>) -> Result<Output, String> {
-        self.exec(script, Some(data)).await
+    pub async fn sh_with_stdin(&self, script: &str, data: Vec<u8>) -> Result<Output, DtrError> {
+        self.exec(script, Some(data), self.timeout).await
     }
 
-    async fn exec(&self, script: &str, stdin: Option<Vec<u8>>) -> Result<Output, String> {
+    async fn exec(
+        &self,
+        script: &str,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Output, DtrError> {
         let request = ExecRequest {
             command: format!("{}{script}", self.env),
             stdin,
-            timeout: Some(self.timeout),
+            timeout: Some(timeout),
         };
         match self.session.exec(&request).await {
             Ok(out) => Ok(Output {
@@ -103,27 +131,48 @@ impl Member {
                 stdout: secrets::mask_bytes(&out.stdout),
                 stderr: secrets::mask_bytes(&out.stderr),
             }),
-            Err(e) => Err(secrets::mask(&format!("`{}`: {e}", self.host)).into_owned()),
+            Err(source) => Err(DtrError::Transport {
+                host: self.host.clone(),
+                source: Box::new(source),
+            }),
         }
     }
 }
 
-/// `script`, preceded by writing stdin to a private temporary file that a trap removes.
-pub(crate) fn with_secret_file(script: &str) -> String {
-    let v = SECRET_FILE_VAR;
-    format!(
+/// `script`, preceded by writing stdin into the files `files` names (each `[a-z0-9.-]+`, fixed
+/// by capstan) of a private temporary directory that a trap removes; and the stdin.
+pub(crate) fn with_files(script: &str, files: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let d = DIR_VAR;
+    let mut head = format!(
         "umask 077\n\
-         {v}=$(mktemp) || exit 125\n\
-         trap 'rm -f \"${v}\"' EXIT\n\
+         {d}=$(mktemp -d) || exit 125\n\
+         trap 'rm -rf \"${d}\"' EXIT\n\
          trap 'exit 143' HUP INT TERM\n\
-         cat >\"${v}\" || exit 125\n\
-         {script}\n"
-    )
+         cat >\"${d}/stdin\" || exit 125\n"
+    );
+    let mut stdin = Vec::new();
+    let mut offset = 1;
+    for (name, content) in files {
+        debug_assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        );
+        let len = content.len();
+        head.push_str(&format!(
+            "tail -c +{offset} \"${d}/stdin\" | head -c {len} >\"${d}/{name}\" || exit 125\n"
+        ));
+        stdin.extend_from_slice(content.as_bytes());
+        offset += len;
+    }
+    head.push_str(&format!(
+        "rm -f \"${d}/stdin\"\n{SECRET_FILE_VAR}=\"${d}/ucp.env\"\n{script}\n"
+    ));
+    (head, stdin)
 }
 
 /// `export A=b; ` for the host variable `dtr_env` (a table of environment variables), so
 /// that every command of a DTR task sees them. Absent or empty: nothing.
-pub(crate) fn env_prefix(ctx: &Value) -> Result<String, String> {
+pub(crate) fn env_prefix(ctx: &Value) -> Result<String, DtrError> {
     let Ok(env) = ctx.get_attr("dtr_env") else {
         return Ok(String::new());
     };
@@ -131,7 +180,9 @@ pub(crate) fn env_prefix(ctx: &Value) -> Result<String, String> {
         return Ok(String::new());
     }
     let Ok(keys) = env.try_iter() else {
-        return Err("variable `dtr_env` must be a table of environment variables".to_owned());
+        return Err(DtrError::Input(
+            "variable `dtr_env` must be a table of environment variables".to_owned(),
+        ));
     };
     let mut out = String::new();
     for key in keys {
@@ -142,13 +193,15 @@ pub(crate) fn env_prefix(ctx: &Value) -> Result<String, String> {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(format!(
+            return Err(DtrError::Input(format!(
                 "`dtr_env` has `{name}`, which is not an environment variable name"
-            ));
+            )));
         }
-        let value = env.get_item(&key).map_err(|e| e.to_string())?;
-        let quoted =
-            shell_quote(&value.to_string()).map_err(|e| format!("`dtr_env.{name}`: {e}"))?;
+        let value = env
+            .get_item(&key)
+            .map_err(|e| DtrError::Input(e.to_string()))?;
+        let quoted = shell_quote(&value.to_string())
+            .map_err(|e| DtrError::Input(format!("`dtr_env.{name}`: {e}")))?;
         out.push_str(&format!("export {name}={quoted}; "));
     }
     Ok(out)
@@ -174,7 +227,10 @@ mod tests {
         let got = env_prefix(&ctx).expect("valid");
         assert!(got.contains("export NODE_NAME=dtr-1; "), "{got}");
         assert!(got.contains("export DTR_SIM_DIR='/tmp/a b'; "), "{got}");
-        assert_eq!(env_prefix(&minijinja::context! {}).as_deref(), Ok(""));
+        assert_eq!(
+            env_prefix(&minijinja::context! {}).ok().as_deref(),
+            Some("")
+        );
         let bad = minijinja::context! {
             dtr_env => Value::from(std::collections::BTreeMap::from([("A-B", "x")])),
         };
@@ -182,10 +238,11 @@ mod tests {
     }
 
     #[test]
-    fn secret_file_script_reads_stdin_and_cleans_up() {
-        let script = with_secret_file(
+    fn secret_files_script_reads_stdin_and_cleans_up() {
+        let (script, stdin) = with_files(
             "stat -c %a \"$CAPSTAN_SECRET_FILE\"; cat \"$CAPSTAN_SECRET_FILE\"; \
-             echo \"$CAPSTAN_SECRET_FILE\" >&2",
+             cat \"$CAPSTAN_DIR/b\"; echo \"$CAPSTAN_DIR\" >&2",
+            &[("ucp.env", "UCP_PASSWORD=s3\n"), ("b", "two\nlines")],
         );
         let mut child = std::process::Command::new("sh")
             .arg("-c")
@@ -200,13 +257,13 @@ mod tests {
             .stdin
             .take()
             .expect("stdin")
-            .write_all(b"UCP_PASSWORD=s3\n")
+            .write_all(&stdin)
             .expect("write");
         let out = child.wait_with_output().expect("waits");
         assert!(out.status.success());
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "600\nUCP_PASSWORD=s3\n"
+            "600\nUCP_PASSWORD=s3\ntwo\nlines"
         );
         let path = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         assert!(!std::path::Path::new(&path).exists(), "{path} left behind");

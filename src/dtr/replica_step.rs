@@ -1,20 +1,128 @@
-//! One step of a replica change, join or remove: the command from a node with a healthy
-//! replica, health checked before and after, and the load balancer around it.
+//! One step of a replica change, a join or a removal: the command from a node with a
+//! healthy replica, health checked before and after, and the load balancer around it.
+//!
+//! A removal takes one or several replicas: DTR's `remove --replica-ids` takes "a comma
+//! separated list of IDs", and its rule is "All other replicas must be healthy", so
+//! several unhealthy replicas go in one call.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use minijinja::value::Value;
 use semver::Version;
 
-use super::cluster::{self, runner_of, ucp_env};
+use super::bootstrap::{self, Bootstrap, base_values};
+use super::cluster::{self, runner_of};
 use super::commands::{ensure_image, render_template};
+use super::error::DtrError;
 use super::facts::{self, Replica};
 use super::params::render_command;
-use super::remote::first_line;
 use super::replicas::HA;
 use super::run::Run;
 use super::spec::{JOIN_TEMPLATE, REMOVE_TEMPLATE};
 use crate::rules::{self, ReplicaState, ScaleStep};
+
+/// One replica change as capstan runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    Join {
+        node: String,
+        replica_id: String,
+    },
+    /// (replica id, node) of each replica removed by one `remove --replica-ids` call.
+    Remove {
+        replicas: Vec<(String, String)>,
+    },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Join { node, replica_id } => {
+                write!(f, "join replica `{replica_id}` on node `{node}`")
+            }
+            Step::Remove { replicas } => {
+                let parts: Vec<String> = replicas
+                    .iter()
+                    .map(|(id, node)| format!("`{id}` from node `{node}`"))
+                    .collect();
+                let noun = if replicas.len() == 1 {
+                    "replica"
+                } else {
+                    "replicas"
+                };
+                write!(f, "remove {noun} {}", parts.join(" and "))
+            }
+        }
+    }
+}
+
+impl Step {
+    fn removed(&self) -> Vec<&str> {
+        match self {
+            Step::Join { .. } => Vec::new(),
+            Step::Remove { replicas } => replicas.iter().map(|(id, _)| id.as_str()).collect(),
+        }
+    }
+}
+
+/// The rules' steps as capstan runs them: consecutive removals of replicas that are
+/// unhealthy in `view` go in one call.
+pub(crate) fn batch(steps: Vec<ScaleStep>, view: &[Replica]) -> Vec<Step> {
+    let sick = |id: &str| view.iter().any(|r| r.id == id && !r.healthy);
+    let mut out: Vec<Step> = Vec::new();
+    for step in steps {
+        match step {
+            ScaleStep::Join { node, replica_id } => out.push(Step::Join { node, replica_id }),
+            ScaleStep::Remove { replica_id, node } => {
+                if sick(&replica_id)
+                    && let Some(Step::Remove { replicas }) = out.last_mut()
+                    && replicas.iter().all(|(id, _)| sick(id))
+                {
+                    replicas.push((replica_id, node));
+                    continue;
+                }
+                out.push(Step::Remove {
+                    replicas: vec![(replica_id, node)],
+                });
+            }
+        }
+    }
+    out
+}
+
+/// DTR's own refusals, checked before any change: join refuses an unhealthy cluster ("This
+/// DTR has replicas that are not working correctly. Make sure existing DTR replicas are
+/// healthy before joining new ones", unless `--unsafe-join`); remove needs "All other
+/// replicas must be healthy".
+pub(crate) fn check_safe(view: &[Replica], step: &Step, unsafe_join: bool) -> Result<(), DtrError> {
+    let removed = step.removed();
+    let sick: Vec<String> = view
+        .iter()
+        .filter(|r| !r.healthy && !removed.contains(&r.id.as_str()))
+        .map(|r| format!("`{}` ({})", r.id, r.health_note))
+        .collect();
+    if sick.is_empty() {
+        return Ok(());
+    }
+    match step {
+        Step::Join { .. } if unsafe_join => Ok(()),
+        Step::Join { .. } => Err(DtrError::Refused(format!(
+            "refused: `{step}` while replica {} is unhealthy: DTR's join refuses (\"This DTR \
+             has replicas that are not working correctly. Make sure existing DTR replicas are \
+             healthy before joining new ones.\"; \"Joining replicas to an unhealthy DTR \
+             cluster leads to split-brain scenarios, and data loss\"); remove the unhealthy \
+             replicas first (remove.toml with replica_ids), or repair them",
+            sick.join(", ")
+        ))),
+        Step::Remove { .. } => Err(DtrError::Refused(format!(
+            "refused: `{step}` while replica {} is unhealthy: DTR's remove needs \"All other \
+             replicas must be healthy\" (docker/dtr remove); remove the unhealthy replicas \
+             in the same call (add them to replica_ids), or repair them",
+            sick.join(", ")
+        ))),
+    }
+}
 
 const SEED_LB_ADD: &str = "\"If you have a load balancer, add this DTR replica to the load \
                            balancing pool.\"";
@@ -23,70 +131,80 @@ const SEED_LB_REMOVE: &str = "\"If you're load-balancing user requests across mu
                               replicas, don't forget to remove this replica from the load \
                               balancing pool.\"";
 
-/// The node that runs a step's command, the healthy replica it runs against, and the
-/// command.
+/// The node that runs a step's command, and the checked command.
 fn step_command(
     r: &Run<'_>,
     view: &[Replica],
     replica_members: &[usize],
     version: &Version,
-    step: &ScaleStep,
-) -> Result<(usize, String), String> {
-    let removed = match step {
-        ScaleStep::Remove { replica_id, .. } => Some(replica_id.as_str()),
-        ScaleStep::Join { .. } => None,
-    };
-    let Some((runner, existing)) = runner_of(view, replica_members, removed) else {
-        return Err(format!(
+    step: &Step,
+) -> Result<(usize, Bootstrap), DtrError> {
+    let removed = step.removed();
+    let Some((runner, existing)) = runner_of(view, replica_members, &removed) else {
+        return Err(DtrError::Refused(format!(
             "no healthy DTR replica to run `{step}` against ({}): \"the id of any healthy DTR \
              replica of that cluster\" ({HA})",
             facts::describe(view)
-        ));
+        )));
     };
     let m = &r.members[runner];
     let p = &m.params;
-    let (file, node, id) = match step {
-        ScaleStep::Join { node, replica_id } => (JOIN_TEMPLATE, node, replica_id),
-        ScaleStep::Remove { replica_id, node } => (REMOVE_TEMPLATE, node, replica_id),
+    let mut values = base_values(m);
+    values.push(("version", Value::from(version.to_string())));
+    values.push(("existing_replica_id", Value::from(existing.as_str())));
+    let file = match step {
+        Step::Join { node, replica_id } => {
+            let target = r.members.iter().find(|t| t.node == *node).unwrap_or(m);
+            values.push(("ucp_node", Value::from(node.as_str())));
+            values.push(("replica_id", Value::from(replica_id.as_str())));
+            values.push((
+                "replica_https_port",
+                Value::from(u64::from(facts::https_port(target))),
+            ));
+            values.push((
+                "replica_http_port",
+                Value::from(target.params.count("replica_http_port").unwrap_or(0)),
+            ));
+            values.push((
+                "skip_network_test",
+                Value::from(p.flag("skip_network_test")),
+            ));
+            values.push(("unsafe_join", Value::from(p.flag("unsafe_join"))));
+            JOIN_TEMPLATE
+        }
+        Step::Remove { .. } => {
+            values.push(("replica_ids", Value::from(removed.join(","))));
+            REMOVE_TEMPLATE
+        }
     };
-    let cmd = render_template(
-        r.t(),
-        file,
-        &m.ctx,
-        &[
-            (
-                "image",
-                Value::from(p.text("image").unwrap_or("docker/dtr")),
-            ),
-            ("version", Value::from(version.to_string())),
-            ("ucp_node", Value::from(node.as_str())),
-            (
-                "ucp_url",
-                Value::from(p.text("ucp_url").unwrap_or_default()),
-            ),
-            (
-                "ucp_username",
-                Value::from(p.text("ucp_username").unwrap_or_default()),
-            ),
-            ("ucp_insecure_tls", Value::from(p.flag("ucp_insecure_tls"))),
-            ("existing_replica_id", Value::from(existing.as_str())),
-            ("replica_id", Value::from(id.as_str())),
-        ],
-    )
-    .map_err(|e| e.message)?;
+    let cmd = render_template(r.t(), file, &m.ctx, &values)?;
+    let cmd = bootstrap::prepare(m, cmd)?;
     Ok((runner, cmd))
 }
 
-/// The member a step's report goes to: the node's, else the runner's.
-fn owner(r: &Run<'_>, view: &[Replica], step: &ScaleStep, runner: usize) -> usize {
-    match step {
-        ScaleStep::Join { node, .. } => r.members.iter().position(|m| m.node == *node),
-        ScaleStep::Remove { replica_id, .. } => view
+/// The members a step's report goes to: the nodes', else the runner's.
+fn owners(r: &Run<'_>, view: &[Replica], step: &Step, runner: usize) -> Vec<usize> {
+    let found: Vec<usize> = match step {
+        Step::Join { node, .. } => r
+            .members
             .iter()
-            .find(|rep| rep.id == *replica_id)
-            .and_then(|rep| rep.member),
+            .position(|m| m.node == *node)
+            .into_iter()
+            .collect(),
+        Step::Remove { replicas } => replicas
+            .iter()
+            .filter_map(|(id, _)| {
+                view.iter()
+                    .find(|rep| rep.id == *id)
+                    .and_then(|rep| rep.member)
+            })
+            .collect(),
+    };
+    if found.is_empty() {
+        vec![runner]
+    } else {
+        found
     }
-    .unwrap_or(runner)
 }
 
 /// Check mode: the step's command and what it would do; the view as the step leaves it.
@@ -95,39 +213,58 @@ pub(crate) fn preview(
     view: &mut Vec<Replica>,
     replica_members: &[usize],
     version: &Version,
-    step: &ScaleStep,
+    step: &Step,
 ) -> bool {
-    let (runner, cmd) = match step_command(r, view, replica_members, version, step) {
+    let unsafe_join = r.cluster_params().flag("unsafe_join");
+    let found = check_safe(view, step, unsafe_join)
+        .and_then(|()| step_command(r, view, replica_members, version, step));
+    let (runner, cmd) = match found {
         Ok(found) => found,
         Err(e) => {
-            r.refuse(&format!("refused: {e}"));
+            r.refuse(&e.to_string());
             return false;
         }
     };
-    let at = owner(r, view, step, runner);
-    r.changed(at);
-    r.note(at, &format!("would {step}"));
-    r.would_run(runner, &cmd);
+    for at in owners(r, view, step, runner) {
+        r.changed(at);
+        r.note(at, &format!("would {step}"));
+    }
+    r.would_run(runner, &cmd.command);
     lb_preview(r, runner, step);
-    simulate(view, step, at);
+    simulate(
+        view,
+        step,
+        r.members
+            .iter()
+            .position(|m| matches!(step, Step::Join { node, .. } if m.node == *node)),
+    );
     true
 }
 
-fn lb_preview(r: &mut Run<'_>, runner: usize, step: &ScaleStep) {
+fn lb_preview(r: &mut Run<'_>, runner: usize, step: &Step) {
     let (param, seed, verb) = lb_of(step);
     let has = r.members[runner].params.command(param).is_some();
-    let line = if has {
-        format!("would run `{param}` ({verb} the load balancing pool)")
-    } else {
-        lb_operator_step(step, param, seed)
-    };
-    r.note(runner, &line);
+    for (id, node) in step_replicas(step) {
+        let line = if has {
+            format!("would run `{param}` for replica `{id}` ({verb} the load balancing pool)")
+        } else {
+            lb_operator_step(step, &id, &node, param, seed)
+        };
+        r.note(runner, &line);
+    }
 }
 
-fn lb_of(step: &ScaleStep) -> (&'static str, &'static str, &'static str) {
+fn step_replicas(step: &Step) -> Vec<(String, String)> {
     match step {
-        ScaleStep::Join { .. } => ("lb_add", SEED_LB_ADD, "after the join, adding to"),
-        ScaleStep::Remove { .. } => (
+        Step::Join { node, replica_id } => vec![(replica_id.clone(), node.clone())],
+        Step::Remove { replicas } => replicas.clone(),
+    }
+}
+
+fn lb_of(step: &Step) -> (&'static str, &'static str, &'static str) {
+    match step {
+        Step::Join { .. } => ("lb_add", SEED_LB_ADD, "after the join, adding to"),
+        Step::Remove { .. } => (
             "lb_remove",
             SEED_LB_REMOVE,
             "before the removal, removing from",
@@ -135,10 +272,10 @@ fn lb_of(step: &ScaleStep) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-fn lb_operator_step(step: &ScaleStep, param: &str, seed: &str) -> String {
-    let (id, node, what) = match step {
-        ScaleStep::Join { node, replica_id } => (replica_id, node, "add it to"),
-        ScaleStep::Remove { replica_id, node } => (replica_id, node, "remove it from"),
+fn lb_operator_step(step: &Step, id: &str, node: &str, param: &str, seed: &str) -> String {
+    let what = match step {
+        Step::Join { .. } => "add it to",
+        Step::Remove { .. } => "remove it from",
     };
     format!(
         "OPERATOR STEP: replica `{id}` on `{node}`: {what} the load balancing pool: {seed} \
@@ -146,11 +283,12 @@ fn lb_operator_step(step: &ScaleStep, param: &str, seed: &str) -> String {
     )
 }
 
-fn simulate(view: &mut Vec<Replica>, step: &ScaleStep, member: usize) {
+fn simulate(view: &mut Vec<Replica>, step: &Step, member: Option<usize>) {
     match step {
-        ScaleStep::Join { node, replica_id } => {
+        Step::Join { node, replica_id } => {
             let version = view
-                .first()
+                .iter()
+                .find(|r| r.version.is_some())
                 .map(|r| (r.version_text.clone(), r.version.clone()));
             let (version_text, version) = version.unwrap_or_default();
             view.push(Replica {
@@ -160,10 +298,13 @@ fn simulate(view: &mut Vec<Replica>, step: &ScaleStep, member: usize) {
                 version,
                 healthy: true,
                 health_note: "healthy".to_owned(),
-                member: Some(member),
+                member,
             });
         }
-        ScaleStep::Remove { replica_id, .. } => view.retain(|r| r.id != *replica_id),
+        Step::Remove { .. } => {
+            let gone = step.removed();
+            view.retain(|r| !gone.contains(&r.id.as_str()));
+        }
     }
 }
 
@@ -173,12 +314,11 @@ pub(crate) async fn apply(
     view: &mut Vec<Replica>,
     replica_members: &[usize],
     version: &Version,
-    step: &ScaleStep,
+    step: &Step,
     changed_any: bool,
 ) -> bool {
     // Health before: a fresh look, and the rules again on what it shows.
-    let prober = runner_of(view, replica_members, None).map(|(i, _)| i);
-    let Some(fresh) = cluster::view(r, replica_members, prober).await else {
+    let Some(fresh) = cluster::view(r, replica_members).await else {
         return false;
     };
     let mut now = fresh;
@@ -187,21 +327,29 @@ pub(crate) async fn apply(
             now.push(rep.clone());
         }
     }
-    if let ScaleStep::Remove { replica_id, .. } = step {
-        let states: Vec<ReplicaState> = now.iter().map(Replica::state).collect();
+    let unsafe_join = r.cluster_params().flag("unsafe_join");
+    if let Err(e) = check_safe(&now, step, unsafe_join) {
+        return stop(r, changed_any, &e.to_string());
+    }
+    if let Step::Remove { replicas } = step {
+        let mut states: Vec<ReplicaState> = now.iter().map(Replica::state).collect();
         let min = usize::try_from(r.cluster_params().count("min_replicas").unwrap_or(1))
             .unwrap_or(usize::MAX);
-        if let Err(e) = rules::check_remove(&states, replica_id, min) {
-            return stop(r, changed_any, &e.to_string());
+        for (id, _) in replicas {
+            if let Err(e) = rules::check_remove(&states, id, min) {
+                return stop(r, changed_any, &e.to_string());
+            }
+            states.retain(|s| s.id != *id);
         }
     }
     *view = now;
     let (runner, cmd) = match step_command(r, view, replica_members, version, step) {
         Ok(found) => found,
+        Err(e @ DtrError::Refused(_)) => return stop(r, changed_any, &e.to_string()),
         Err(e) => return stop(r, changed_any, &format!("refused: {e}")),
     };
-    let at = owner(r, view, step, runner);
-    if let ScaleStep::Remove { .. } = step
+    let ats = owners(r, view, step, runner);
+    if let Step::Remove { .. } = step
         && !load_balancer(r, runner, step).await
     {
         return false;
@@ -211,21 +359,21 @@ pub(crate) async fn apply(
         "{}:{version}",
         m.params.text("image").unwrap_or("docker/dtr")
     );
-    let prepared = m
-        .sh(&ensure_image(&image))
-        .await
-        .and_then(|o| o.expect_success(&format!("getting `{image}`"), &m.host));
+    let prepared = match m.sh(&ensure_image(&image)).await {
+        Ok(o) => o.expect_success(&format!("getting `{image}`"), &m.host),
+        Err(e) => Err(e),
+    };
     if let Err(e) = prepared {
-        r.fail(runner, &e);
+        r.fail_with(runner, &e);
         return false;
     }
-    r.command(runner, &cmd);
-    r.diff(runner, &format!("ran: {cmd}"));
+    r.command(runner, &cmd.command);
+    r.diff(runner, &format!("ran: {}", cmd.command));
     let m = &r.members[runner];
-    let out = match m.sh_with_secret(&cmd, &ucp_env(m)).await {
+    let out = match cmd.run(m, bootstrap::timeout(m)).await {
         Ok(out) => out,
         Err(e) => {
-            r.fail(runner, &e);
+            r.fail_with(runner, &e);
             return false;
         }
     };
@@ -233,7 +381,7 @@ pub(crate) async fn apply(
         let why = out.failure(&format!("`{step}`"), &r.members[runner].host);
         r.output(runner, &out.stdout, &out.stderr);
         r.fail(runner, &why);
-        if at != runner {
+        for &at in ats.iter().filter(|&&at| at != runner) {
             r.fail(
                 at,
                 &format!("{step} failed on `{}`", r.members[runner].host),
@@ -241,37 +389,40 @@ pub(crate) async fn apply(
         }
         return false;
     }
-    r.changed(at);
-    r.note(
-        at,
-        &format!("{}: {}", step_done(step), first_line(&out.stdout)),
-    );
+    for &at in &ats {
+        r.changed(at);
+        r.note(at, &step_done(step));
+    }
     // Health after.
     let ok = match step {
-        ScaleStep::Join { replica_id, .. } => {
-            wait_healthy(r, replica_members, runner, replica_id, at).await
-        }
-        ScaleStep::Remove { replica_id, .. } => {
-            removed(r, replica_members, runner, replica_id, at).await
-        }
+        Step::Join { replica_id, .. } => wait_healthy(r, replica_members, replica_id, ats[0]).await,
+        Step::Remove { .. } => removed(r, replica_members, step, ats[0]).await,
     };
     let Some(after) = ok else {
         return false;
     };
     *view = after;
-    if let ScaleStep::Join { .. } = step {
+    if let Step::Join { .. } = step {
         return load_balancer(r, runner, step).await;
     }
     true
 }
 
-fn step_done(step: &ScaleStep) -> String {
+fn step_done(step: &Step) -> String {
     match step {
-        ScaleStep::Join { node, replica_id } => {
+        Step::Join { node, replica_id } => {
             format!("joined replica `{replica_id}` on node `{node}`")
         }
-        ScaleStep::Remove { replica_id, node } => {
-            format!("removed replica `{replica_id}` from node `{node}`")
+        Step::Remove { replicas } => {
+            let parts: Vec<String> = replicas
+                .iter()
+                .map(|(id, node)| format!("`{id}` from node `{node}`"))
+                .collect();
+            if parts.len() == 1 {
+                format!("removed replica {}", parts.join(""))
+            } else {
+                format!("removed replicas {} in one call", parts.join(" and "))
+            }
         }
     }
 }
@@ -290,7 +441,6 @@ fn stop(r: &mut Run<'_>, changed_any: bool, why: &str) -> bool {
 async fn wait_healthy(
     r: &mut Run<'_>,
     replica_members: &[usize],
-    runner: usize,
     id: &str,
     at: usize,
 ) -> Option<Vec<Replica>> {
@@ -301,7 +451,7 @@ async fn wait_healthy(
     let poll = p.duration("health_poll").unwrap_or(Duration::from_secs(5));
     let deadline = Instant::now() + limit;
     loop {
-        let now = cluster::view(r, replica_members, Some(runner)).await?;
+        let now = cluster::view(r, replica_members).await?;
         match now.iter().find(|rep| rep.id == id) {
             Some(rep) if rep.healthy => {
                 r.note(at, &format!("replica `{id}` is healthy"));
@@ -331,19 +481,19 @@ async fn wait_healthy(
     }
 }
 
-/// Checks that `id` is gone and every other replica healthy; the view then.
+/// Checks that the removed replicas are gone and every other replica healthy.
 async fn removed(
     r: &mut Run<'_>,
     replica_members: &[usize],
-    runner: usize,
-    id: &str,
+    step: &Step,
     at: usize,
 ) -> Option<Vec<Replica>> {
-    let now = cluster::view(r, replica_members, Some(runner)).await?;
-    if now.iter().any(|rep| rep.id == id) {
+    let now = cluster::view(r, replica_members).await?;
+    let gone = step.removed();
+    if let Some(still) = now.iter().find(|rep| gone.contains(&rep.id.as_str())) {
         r.fail(
             at,
-            &format!("replica `{id}` is still listed after its removal"),
+            &format!("replica `{}` is still listed after its removal", still.id),
         );
         return None;
     }
@@ -356,7 +506,7 @@ async fn removed(
         r.fail(
             at,
             &format!(
-                "after removing `{id}`, replica {}: stopping before any further change",
+                "after `{step}`, replica {}: stopping before any further change",
                 names.join(", ")
             ),
         );
@@ -365,44 +515,44 @@ async fn removed(
     Some(now)
 }
 
-/// The operator's load balancer command for `step`, or the operator step in the report.
-async fn load_balancer(r: &mut Run<'_>, runner: usize, step: &ScaleStep) -> bool {
+/// The operator's load balancer command for each replica of `step`, or the operator step
+/// in the report.
+async fn load_balancer(r: &mut Run<'_>, runner: usize, step: &Step) -> bool {
     let (param, seed, _) = lb_of(step);
-    let m = &r.members[runner];
-    let Some(source) = m.params.command(param) else {
-        let line = lb_operator_step(step, param, seed);
-        r.note(runner, &line);
-        return true;
-    };
-    let (node, id) = match step {
-        ScaleStep::Join { node, replica_id } | ScaleStep::Remove { replica_id, node } => {
-            (node, replica_id)
-        }
-    };
-    let vars = [
-        ("node", Value::from(node.as_str())),
-        ("replica_id", Value::from(id.as_str())),
-    ];
-    let result = match render_command(r.t(), &r.task.name, param, source, &m.ctx, &vars) {
-        Err(e) => Err(e.message),
-        Ok(cmd) => m
-            .sh(&cmd)
-            .await
-            .and_then(|o| o.expect_success(&format!("`{param}`"), &m.host))
-            .map(|_| cmd),
-    };
-    match result {
-        Ok(cmd) => {
-            r.command(runner, &cmd);
-            r.note(
-                runner,
-                &format!("load balancer updated by `{param}` for replica `{id}`"),
-            );
-            true
-        }
-        Err(e) => {
-            r.fail(runner, &format!("{e}: {seed} ({HA})"));
-            false
+    for (id, node) in step_replicas(step) {
+        let m = &r.members[runner];
+        let Some(source) = m.params.command(param) else {
+            let line = lb_operator_step(step, &id, &node, param, seed);
+            r.note(runner, &line);
+            continue;
+        };
+        let vars = [
+            ("node", Value::from(node.as_str())),
+            ("replica_id", Value::from(id.as_str())),
+        ];
+        let result = match render_command(r.t(), &r.task.name, param, source, &m.ctx, &vars) {
+            Err(e) => Err(DtrError::from(e)),
+            Ok(cmd) => match m.sh(&cmd).await {
+                Ok(o) => o
+                    .expect_success(&format!("`{param}`"), &m.host)
+                    .map(|_| cmd),
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(cmd) => {
+                r.command(runner, &cmd);
+                r.note(
+                    runner,
+                    &format!("load balancer updated by `{param}` for replica `{id}`"),
+                );
+            }
+            Err(e) => {
+                r.fail_with(runner, &e);
+                r.note(runner, &format!("{seed} ({HA})"));
+                return false;
+            }
         }
     }
+    true
 }

@@ -11,8 +11,9 @@
 use semver::Version;
 
 use super::cluster::{note_bystanders, roles, view};
+use super::error::DtrError;
 use super::facts::{self, Replica};
-use super::replica_step::{apply, preview};
+use super::replica_step::{Step, apply, batch, check_safe, preview};
 use super::run::Run;
 use super::spec::DtrKind;
 use crate::rules::{self, HaRefusal, ReplicaState, ScaleStep};
@@ -22,20 +23,21 @@ pub(crate) const HA: &str = "Set up high availability";
 pub(crate) async fn run(r: &mut Run<'_>) {
     let roles = match roles(r) {
         Ok(roles) => roles,
-        Err(why) => return r.refuse(&why),
+        Err(why) => return r.refuse(&why.to_string()),
     };
     note_bystanders(r, &roles);
-    let Some(mut view) = view(r, &roles.replicas, None).await else {
+    let Some(mut view) = view(r, &roles.replicas).await else {
         return;
     };
     let decided = version_of(&view).and_then(|version| {
         add_unlisted(r, &mut view);
-        let steps = plan(r, &view, &roles.replicas)?;
+        let steps = batch(plan(r, &view, &roles.replicas)?, &view);
+        safe_in_order(r, &view, &steps)?;
         Ok((version, steps))
     });
     let (version, steps) = match decided {
         Ok(decided) => decided,
-        Err(why) => return r.refuse(&why),
+        Err(why) => return r.refuse(&why.to_string()),
     };
     let count = view.len();
     if steps.is_empty() {
@@ -50,15 +52,18 @@ pub(crate) async fn run(r: &mut Run<'_>) {
         }
         return;
     }
-    let after = count
-        + steps
-            .iter()
-            .filter(|s| matches!(s, ScaleStep::Join { .. }))
-            .count()
-        - steps
-            .iter()
-            .filter(|s| matches!(s, ScaleStep::Remove { .. }))
-            .count();
+    let joins = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Join { .. }))
+        .count();
+    let removals: usize = steps
+        .iter()
+        .map(|s| match s {
+            Step::Remove { replicas } => replicas.len(),
+            Step::Join { .. } => 0,
+        })
+        .sum();
+    let after = (count + joins).saturating_sub(removals);
     let summary: Vec<String> = steps.iter().map(ToString::to_string).collect();
     let lead = roles.replicas.first().copied().unwrap_or(0);
     let verb = if r.check_mode() {
@@ -96,26 +101,55 @@ pub(crate) async fn run(r: &mut Run<'_>) {
     }
 }
 
-/// The cluster's version: every replica must run the same one.
-fn version_of(view: &[Replica]) -> Result<Version, String> {
-    if let Some(problem) = facts::unparsable(view) {
-        return Err(format!("refused: {problem}"));
+/// DTR's refusals (see [`check_safe`]) against the state each step leaves, before any
+/// change.
+fn safe_in_order(r: &Run<'_>, view: &[Replica], steps: &[Step]) -> Result<(), DtrError> {
+    let unsafe_join = r.cluster_params().flag("unsafe_join");
+    let mut state = view.to_vec();
+    for step in steps {
+        check_safe(&state, step, unsafe_join)?;
+        match step {
+            Step::Join { node, replica_id } => state.push(Replica {
+                id: replica_id.clone(),
+                node: node.clone(),
+                version_text: String::new(),
+                version: None,
+                healthy: true,
+                health_note: "healthy".to_owned(),
+                member: None,
+            }),
+            Step::Remove { replicas } => {
+                state.retain(|rep| !replicas.iter().any(|(id, _)| *id == rep.id));
+            }
+        }
     }
-    let mut versions: Vec<&Version> = view.iter().filter_map(|r| r.version.as_ref()).collect();
+    Ok(())
+}
+
+/// The cluster's version: every replica must run the same one.
+fn version_of(view: &[Replica]) -> Result<Version, DtrError> {
+    if let Some(problem) = facts::unparsable(view) {
+        return Err(DtrError::Refused(format!("refused: {problem}")));
+    }
+    let mut versions: Vec<&Version> = view
+        .iter()
+        .filter(|r| r.member.is_some())
+        .filter_map(|r| r.version.as_ref())
+        .collect();
     versions.sort();
     versions.dedup();
     match versions.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(format!(
+        [] => Err(DtrError::Refused(format!(
             "refused: the DTR cluster has no replica to work from ({HA}: join runs against an \
              existing replica); install DTR first"
-        )),
-        _ => Err(format!(
+        ))),
+        _ => Err(DtrError::Refused(format!(
             "refused: the replicas run different DTR versions ({}): an upgrade is unfinished; \
              rerun the upgrade first (\"If anything fails or the upgrade is interrupted for any \
              reason, rerun the upgrade command\", Upgrade DTR)",
             facts::describe(view)
-        )),
+        ))),
     }
 }
 
@@ -145,13 +179,13 @@ fn plan(
     r: &Run<'_>,
     view: &[Replica],
     replica_members: &[usize],
-) -> Result<Vec<ScaleStep>, String> {
+) -> Result<Vec<ScaleStep>, DtrError> {
     let p = r.cluster_params();
     let cluster = p.text("ucp_url").unwrap_or_default();
     let min = usize::try_from(p.count("min_replicas").unwrap_or(1)).unwrap_or(usize::MAX);
     let allow_even = p.flag("allow_even_replicas");
     let states: Vec<ReplicaState> = view.iter().map(Replica::state).collect();
-    let refused = |e: HaRefusal| e.to_string();
+    let refused = |e: HaRefusal| DtrError::Refused(e.to_string());
     let targets = targets(r, replica_members)?;
     match r.spec.kind {
         DtrKind::Join => {
@@ -166,12 +200,12 @@ fn plan(
                 return Err(if states.is_empty() {
                     refused(HaRefusal::NoExistingReplica)
                 } else {
-                    format!(
+                    DtrError::Refused(format!(
                         "refused: no healthy DTR replica to join to ({}): join needs \"the id \
                          of any healthy DTR replica of that cluster\" ({HA}); repair a replica \
                          first",
                         facts::describe(view)
-                    )
+                    ))
                 });
             }
             rules::check_final_count(states.len() + free.len(), allow_even).map_err(refused)?;
@@ -200,11 +234,11 @@ fn plan(
             }
             if ids.is_empty() {
                 if p.text("nodes").is_none() {
-                    return Err(
+                    return Err(DtrError::Refused(
                         "refused: the remove task names no replica: give `nodes` (a host \
                          pattern) or `replica_ids`"
                             .to_owned(),
-                    );
+                    ));
                 }
                 return Ok(Vec::new());
             }
@@ -237,7 +271,7 @@ fn plan(
 
 /// The members `nodes` names; each must be a replica node. Without `nodes`: every replica
 /// node for `join` and `scale`, none for `remove` (which then needs `replica_ids`).
-fn targets(r: &Run<'_>, replica_members: &[usize]) -> Result<Vec<usize>, String> {
+fn targets(r: &Run<'_>, replica_members: &[usize]) -> Result<Vec<usize>, DtrError> {
     if r.cluster_params().text("nodes").is_none() {
         if r.spec.kind == DtrKind::Remove {
             return Ok(Vec::new());
@@ -252,14 +286,14 @@ fn targets(r: &Run<'_>, replica_members: &[usize]) -> Result<Vec<usize>, String>
         .map(|h| format!("`{h}`"))
         .collect();
     if !outside.is_empty() {
-        return Err(format!(
+        return Err(DtrError::Refused(format!(
             "refused: `{}.nodes` names {}, which {} not DTR nodes of this run (`dtr_nodes`, \
              taking part in the play); a replica capstan cannot query afterwards cannot be \
              checked",
             r.spec.kind,
             outside.join(", "),
             if outside.len() == 1 { "is" } else { "are" }
-        ));
+        )));
     }
     Ok(selected)
 }

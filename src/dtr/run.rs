@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use minijinja::value::Value;
 
+use super::error::DtrError;
 use super::params::Params;
 use super::remote::{Member, env_prefix};
 use super::spec::DtrTask;
@@ -89,7 +90,10 @@ impl<'r> Run<'r> {
                     let lines: Vec<String> = errs.into_iter().map(|e| e.message).collect();
                     lines.join("\n")
                 })
-                .and_then(|params| Ok((params, env_prefix(&ctx)?)));
+                .and_then(|params| {
+                    let env = env_prefix(&ctx).map_err(|e| e.to_string())?;
+                    Ok((params, env))
+                });
             let (params, env) = match prepared {
                 Ok(p) => p,
                 Err(why) => {
@@ -106,11 +110,12 @@ impl<'r> Run<'r> {
             });
             run.members.push(Member {
                 host: s.host.name.clone(),
-                node: params.text("node").unwrap_or(&s.host.name).to_owned(),
+                node: s.host.name.clone(),
                 session: s.session.clone(),
                 ctx,
                 params,
                 env,
+                fetched_ca: std::sync::Mutex::new(None),
                 timeout: task
                     .timeout
                     .or(s.host.command_timeout)
@@ -178,14 +183,24 @@ impl<'r> Run<'r> {
     /// Marks member `i` changed (would change, in check mode), unless it failed.
     pub fn changed(&mut self, i: usize) {
         let r = &mut self.reports[i];
-        if r.status != Status::Failed {
+        if !matches!(r.status, Status::Failed | Status::Unreachable) {
             r.status = Status::Changed;
         }
     }
 
     pub fn fail(&mut self, i: usize, why: &str) {
-        self.reports[i].status = Status::Failed;
+        if self.reports[i].status != Status::Unreachable {
+            self.reports[i].status = Status::Failed;
+        }
         self.note(i, why);
+    }
+
+    /// Fails member `i` with `e`; a lost connection makes the host unreachable instead.
+    pub fn fail_with(&mut self, i: usize, e: &DtrError) {
+        if e.is_transport() {
+            self.reports[i].status = Status::Unreachable;
+        }
+        self.fail(i, &e.to_string());
     }
 
     /// Refuses the task before any change: one failed report carrying `why`, and the run
@@ -252,7 +267,7 @@ impl<'r> Run<'r> {
 
     /// The members whose host matches the host pattern in parameter `param`. A default
     /// pattern naming a group the inventory lacks selects nothing; a written one is an error.
-    pub fn select(&self, param: &str) -> Result<Vec<usize>, String> {
+    pub fn select(&self, param: &str) -> Result<Vec<usize>, DtrError> {
         let names = self.select_hosts(param)?;
         Ok((0..self.members.len())
             .filter(|&i| names.iter().any(|n| *n == self.members[i].host))
@@ -260,7 +275,7 @@ impl<'r> Run<'r> {
     }
 
     /// Inventory hosts matching the pattern in parameter `param` (see [`Run::select`]).
-    pub fn select_hosts(&self, param: &str) -> Result<Vec<String>, String> {
+    pub fn select_hosts(&self, param: &str) -> Result<Vec<String>, DtrError> {
         let params = self.cluster_params();
         let Some(pattern) = params.text(param) else {
             return Ok(Vec::new());
@@ -268,7 +283,10 @@ impl<'r> Run<'r> {
         match self.shared.inventory.select(pattern) {
             Ok(hosts) => Ok(hosts.into_iter().map(|h| h.name.clone()).collect()),
             Err(_) if !params.is_written(param) => Ok(Vec::new()),
-            Err(e) => Err(format!("`{}.{param}`: {e}", self.spec.kind)),
+            Err(e) => Err(DtrError::Input(format!(
+                "`{}.{param}`: {e}",
+                self.spec.kind
+            ))),
         }
     }
 
@@ -294,11 +312,15 @@ impl<'r> Run<'r> {
         for (slot, (mut report, value)) in by_slot {
             report.duration = elapsed;
             let failed = report.status == Status::Failed;
+            let unreachable = report.status == Status::Unreachable;
             let value =
                 value.unwrap_or_else(|| plain_value(report.status == Status::Changed, failed));
             if let Some(state) = batch.get_mut(slot) {
                 if failed {
                     state.failed = true;
+                }
+                if unreachable {
+                    state.unreachable = true;
                 }
                 if let Some(name) = &self.task.register {
                     state.adopt(name, Some(value));

@@ -71,17 +71,11 @@ impl DtrKind {
     /// The command templates (`templates/dtr-*.j2`) this kind may render.
     pub fn templates(self) -> &'static [&'static str] {
         match self {
-            DtrKind::Pull => &[],
-            DtrKind::Check => &[PING_TEMPLATE],
-            DtrKind::Upgrade => &[
-                PING_TEMPLATE,
-                UPGRADE_TEMPLATE,
-                JOBS_TEMPLATE,
-                RETRIGGER_TEMPLATE,
-            ],
-            DtrKind::Join => &[PING_TEMPLATE, JOIN_TEMPLATE],
-            DtrKind::Remove => &[PING_TEMPLATE, REMOVE_TEMPLATE],
-            DtrKind::Scale => &[PING_TEMPLATE, JOIN_TEMPLATE, REMOVE_TEMPLATE],
+            DtrKind::Pull | DtrKind::Check => &[],
+            DtrKind::Upgrade => &[UPGRADE_TEMPLATE],
+            DtrKind::Join => &[JOIN_TEMPLATE],
+            DtrKind::Remove => &[REMOVE_TEMPLATE],
+            DtrKind::Scale => &[JOIN_TEMPLATE, REMOVE_TEMPLATE],
         }
     }
 
@@ -89,8 +83,8 @@ impl DtrKind {
     pub fn example(self) -> &'static str {
         match self {
             DtrKind::Check => {
-                "{ version = \"{{ dtr_version }}\", ucp_version_command = \"…\", \
-                 content_trust_command = \"…\", backup_time_command = \"…\" }"
+                "{ version = \"{{ dtr_version }}\", ucp_url = \"…\", ucp_username = \"…\", \
+                 ucp_password = \"{{ ucp_password }}\", backup_time_command = \"…\" }"
             }
             DtrKind::Pull => "{ version = \"{{ dtr_version }}\" }",
             DtrKind::Upgrade => {
@@ -115,12 +109,9 @@ impl fmt::Display for DtrKind {
     }
 }
 
-pub const PING_TEMPLATE: &str = "dtr-ping.j2";
 pub const UPGRADE_TEMPLATE: &str = "dtr-upgrade.j2";
 pub const JOIN_TEMPLATE: &str = "dtr-join.j2";
 pub const REMOVE_TEMPLATE: &str = "dtr-remove.j2";
-pub const JOBS_TEMPLATE: &str = "dtr-jobs.j2";
-pub const RETRIGGER_TEMPLATE: &str = "dtr-retrigger-migration.j2";
 
 /// What a parameter renders to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,13 +193,36 @@ const fn def(name: &'static str, ty: ParamType, default: &'static str) -> ParamD
 use ParamType::{Bool, Command, Count, Duration, List, Path, Pattern, Secret, Table, Text};
 
 const IMAGE: ParamDef = def("image", Text, "docker/dtr");
-const NODE: ParamDef = def("node", Text, "{{ inventory_hostname }}");
 const DTR_NODES: ParamDef = def("dtr_nodes", Pattern, "dtr");
 const CACHE_NODES: ParamDef = def("cache_nodes", Pattern, "dtr-cache");
 const UCP_URL: ParamDef = req("ucp_url", Text);
 const UCP_USERNAME: ParamDef = req("ucp_username", Text);
 const UCP_PASSWORD: ParamDef = req("ucp_password", Secret);
-const UCP_INSECURE_TLS: ParamDef = def("ucp_insecure_tls", Bool, "false");
+/// UCP's CA: a PEM, a file on the control machine holding one, or `fetch` (from
+/// `{{ ucp_url }}/ca` on the node). Passed to the bootstrapper as `--ucp-ca` (through its
+/// environment variable `UCP_CA`) and to curl as `--cacert`.
+const UCP_CA: ParamDef = def("ucp_ca", Text, "{{ ucp_ca | default('') }}");
+const UCP_INSECURE_TLS: ParamDef = def(
+    "ucp_insecure_tls",
+    Bool,
+    "{{ ucp_insecure_tls | default(false) }}",
+);
+const DTR_URL: ParamDef = def("dtr_url", Text, "{{ dtr_external_url | default('') }}");
+/// DTR's CA, in the same forms as `ucp_ca` (`fetch` reads `{{ dtr_url }}/ca`).
+const DTR_CA: ParamDef = def("dtr_ca", Text, "{{ dtr_ca | default('') }}");
+const DTR_INSECURE_TLS: ParamDef = def(
+    "dtr_insecure_tls",
+    Bool,
+    "{{ dtr_insecure_tls | default(false) }}",
+);
+/// The replica's HTTPS port on its node, where `/_ping` answers.
+const HTTPS_PORT: ParamDef = def(
+    "replica_https_port",
+    Count,
+    "{{ dtr_replica_https_port | default(443) }}",
+);
+const API_USERNAME: ParamDef = def("api_username", Text, "{{ dtr_api_username | default('') }}");
+const API_TOKEN: ParamDef = def("api_token", Secret, "{{ dtr_api_token | default('') }}");
 const ALLOW_EVEN: ParamDef = def(
     "allow_even_replicas",
     Bool,
@@ -218,18 +232,33 @@ const MIN_REPLICAS: ParamDef = def("min_replicas", Count, "{{ dtr_min_replicas |
 const HEALTH_TIMEOUT: ParamDef = def("health_timeout", Duration, "10m");
 const HEALTH_POLL: ParamDef = def("health_poll", Duration, "5s");
 const ALLOW_PRERELEASE: ParamDef = def("allow_prerelease", Bool, "false");
+/// How long one bootstrapper command may run (an upgrade hop replaces every container).
+const BOOTSTRAP_TIMEOUT: ParamDef = def(
+    "upgrade_timeout",
+    Duration,
+    "{{ dtr_upgrade_timeout | default('2h') }}",
+);
 
 const CHECK: &[ParamDef] = &[
     req("version", Text),
     opt("available", List),
     ALLOW_PRERELEASE,
     IMAGE,
-    NODE,
     DTR_NODES,
     CACHE_NODES,
-    req("ucp_version_command", Command),
-    req("content_trust_command", Command),
+    UCP_URL,
+    UCP_USERNAME,
+    UCP_PASSWORD,
+    UCP_CA,
+    UCP_INSECURE_TLS,
+    DTR_URL,
+    DTR_CA,
+    DTR_INSECURE_TLS,
+    HTTPS_PORT,
+    API_USERNAME,
+    API_TOKEN,
     req("backup_time_command", Command),
+    def("backup_node", Text, "{{ dtr_backup_node | default('') }}"),
     def("max_backup_age", Duration, "24h"),
     def("min_ram_gb", Count, "16"),
     def(
@@ -240,44 +269,83 @@ const CHECK: &[ParamDef] = &[
     def("ucp_nodes", Pattern, "ucp"),
 ];
 
-const PULL: &[ParamDef] = &[req("version", Text), IMAGE, opt("archive", Path)];
+const PULL: &[ParamDef] = &[
+    req("version", Text),
+    opt("available", List),
+    ALLOW_PRERELEASE,
+    IMAGE,
+    // A directory on the control machine with `dtr-<version>.tar.gz` per version.
+    def("archives", Path, "{{ dtr_offline_archives | default('') }}"),
+    DTR_NODES,
+    CACHE_NODES,
+    DTR_URL,
+    DTR_CA,
+    DTR_INSECURE_TLS,
+    HTTPS_PORT,
+    API_USERNAME,
+    API_TOKEN,
+];
 
 const UPGRADE: &[ParamDef] = &[
     req("version", Text),
     opt("available", List),
     ALLOW_PRERELEASE,
     IMAGE,
-    NODE,
     DTR_NODES,
     UCP_URL,
     UCP_USERNAME,
     UCP_PASSWORD,
+    UCP_CA,
     UCP_INSECURE_TLS,
+    DTR_URL,
+    DTR_CA,
+    DTR_INSECURE_TLS,
+    HTTPS_PORT,
+    API_USERNAME,
+    API_TOKEN,
+    BOOTSTRAP_TIMEOUT,
     def("migration_timeout", Duration, "1h"),
     def("migration_poll", Duration, "15s"),
-    opt("dtr_url", Text),
-    opt("api_username", Text),
-    opt("api_token", Secret),
-    def("api_insecure_tls", Bool, "false"),
+    def(
+        "vuln_db_archive",
+        Text,
+        "{{ dtr_vuln_db_archive | default('') }}",
+    ),
     CACHE_NODES,
     opt("cache_version_command", Command),
     opt("cache_upgrade", Command),
-    opt("vuln_db_update", Command),
+];
+
+const JOIN_EXTRAS: [ParamDef; 4] = [
+    opt("replica_http_port", Count),
+    def("skip_network_test", Bool, "false"),
+    def("unsafe_join", Bool, "false"),
+    opt("lb_add", Command),
 ];
 
 const JOIN: &[ParamDef] = &[
     opt("nodes", Pattern),
     IMAGE,
-    NODE,
     DTR_NODES,
     CACHE_NODES,
     UCP_URL,
     UCP_USERNAME,
     UCP_PASSWORD,
+    UCP_CA,
     UCP_INSECURE_TLS,
+    DTR_URL,
+    DTR_CA,
+    DTR_INSECURE_TLS,
+    HTTPS_PORT,
+    API_USERNAME,
+    API_TOKEN,
+    BOOTSTRAP_TIMEOUT,
     ALLOW_EVEN,
     MIN_REPLICAS,
-    opt("lb_add", Command),
+    JOIN_EXTRAS[0],
+    JOIN_EXTRAS[1],
+    JOIN_EXTRAS[2],
+    JOIN_EXTRAS[3],
     HEALTH_TIMEOUT,
     HEALTH_POLL,
 ];
@@ -286,13 +354,20 @@ const REMOVE: &[ParamDef] = &[
     opt("nodes", Pattern),
     opt("replica_ids", List),
     IMAGE,
-    NODE,
     DTR_NODES,
     CACHE_NODES,
     UCP_URL,
     UCP_USERNAME,
     UCP_PASSWORD,
+    UCP_CA,
     UCP_INSECURE_TLS,
+    DTR_URL,
+    DTR_CA,
+    DTR_INSECURE_TLS,
+    HTTPS_PORT,
+    API_USERNAME,
+    API_TOKEN,
+    BOOTSTRAP_TIMEOUT,
     ALLOW_EVEN,
     MIN_REPLICAS,
     opt("lb_remove", Command),
@@ -304,16 +379,26 @@ const SCALE: &[ParamDef] = &[
     req("replicas", Count),
     opt("nodes", Pattern),
     IMAGE,
-    NODE,
     DTR_NODES,
     CACHE_NODES,
     UCP_URL,
     UCP_USERNAME,
     UCP_PASSWORD,
+    UCP_CA,
     UCP_INSECURE_TLS,
+    DTR_URL,
+    DTR_CA,
+    DTR_INSECURE_TLS,
+    HTTPS_PORT,
+    API_USERNAME,
+    API_TOKEN,
+    BOOTSTRAP_TIMEOUT,
     ALLOW_EVEN,
     MIN_REPLICAS,
-    opt("lb_add", Command),
+    JOIN_EXTRAS[0],
+    JOIN_EXTRAS[1],
+    JOIN_EXTRAS[2],
+    JOIN_EXTRAS[3],
     opt("lb_remove", Command),
     HEALTH_TIMEOUT,
     HEALTH_POLL,
@@ -369,11 +454,11 @@ pub fn cross_field_problems(task: &DtrTask) -> Vec<(String, &'static str)> {
             "give both, or neither (the report then names the cache upgrade as an operator step)",
         ));
     }
-    if kind == DtrKind::Upgrade && has("api_token") != has("api_username") {
+    if has("api_token") != has("api_username") {
         out.push((
             "\"api_username\" and \"api_token\" go together (`curl -u username:accesstoken`)"
                 .to_owned(),
-            "give both to let capstan retrigger a failed metadatastoremigration job",
+            "give both to let capstan read the jobs API and `cluster_status`",
         ));
     }
     out

@@ -12,6 +12,7 @@
 use semver::Version;
 
 use super::cluster::{note_bystanders, roles, runner_of, view};
+use super::error::DtrError;
 use super::facts::{self, Replica};
 use super::hop::{pending_migration, preview_migration, run_hop, upgrade_command};
 use super::migration;
@@ -22,17 +23,17 @@ use crate::rules::{self, JudgeOptions, UpgradePlan, Verdict};
 pub(crate) async fn run(r: &mut Run<'_>) {
     let roles = match roles(r) {
         Ok(roles) => roles,
-        Err(why) => return r.refuse(&why),
+        Err(why) => return r.refuse(&why.to_string()),
     };
     note_bystanders(r, &roles);
-    let Some(view) = view(r, &roles.replicas, None).await else {
+    let Some(view) = view(r, &roles.replicas).await else {
         return;
     };
     let plan = match decide(r, &view) {
         Ok(plan) => plan,
-        Err(why) => return r.refuse(&why),
+        Err(why) => return r.refuse(&why.to_string()),
     };
-    let Some((runner, existing)) = runner_of(&view, &roles.replicas, None) else {
+    let Some((runner, existing)) = runner_of(&view, &roles.replicas, &[]) else {
         return r.refuse(&format!(
             "refused: no healthy DTR replica to run the upgrade against ({}): the upgrade \
              needs `--existing-replica-id` of a healthy replica (\"If you are performing the \
@@ -46,7 +47,8 @@ pub(crate) async fn run(r: &mut Run<'_>) {
     for hop in &plan.hops {
         match upgrade_command(r, runner, &hop.to, &existing) {
             Ok(cmd) => commands.push(cmd),
-            Err(e) => return r.fail(runner, &e),
+            // A command its version cannot run is refused before any change.
+            Err(e) => return r.refuse(&format!("refused: {e}")),
         }
     }
     if !plan.hops.is_empty() {
@@ -70,7 +72,7 @@ pub(crate) async fn run(r: &mut Run<'_>) {
     }
     if r.check_mode() {
         for cmd in &commands {
-            r.would_run(runner, cmd);
+            r.would_run(runner, &cmd.command);
         }
         if plan.hops.iter().any(|h| migration::follows(&h.from, &h.to)) {
             r.note(
@@ -107,42 +109,46 @@ pub(crate) async fn run(r: &mut Run<'_>) {
 }
 
 /// The plan from the cluster version, every replica's own path checked too.
-fn decide(r: &Run<'_>, view: &[Replica]) -> Result<UpgradePlan, String> {
+fn decide(r: &Run<'_>, view: &[Replica]) -> Result<UpgradePlan, DtrError> {
     let p = r.cluster_params();
     if view.is_empty() {
-        return Err(
+        return Err(DtrError::Refused(
             "refused: no DTR replica was found on the nodes of this run; check `dtr_nodes` \
              and the play's hosts"
                 .to_owned(),
-        );
+        ));
     }
     if let Some(problem) = facts::unparsable(view) {
-        return Err(format!("refused: {problem}"));
+        return Err(DtrError::Refused(format!("refused: {problem}")));
     }
     let target_text = p.text("version").unwrap_or_default();
     let target = Version::parse(target_text).map_err(|e| {
-        format!("refused: the target version `{target_text}` is not a version: {e}")
+        DtrError::Refused(format!(
+            "refused: the target version `{target_text}` is not a version: {e}"
+        ))
     })?;
     let mut available = Vec::new();
     for v in p.list("available") {
-        available.push(
-            Version::parse(v).map_err(|e| {
-                format!("refused: `available` has `{v}`, which is not a version: {e}")
-            })?,
-        );
+        available.push(Version::parse(v).map_err(|e| {
+            DtrError::Refused(format!(
+                "refused: `available` has `{v}`, which is not a version: {e}"
+            ))
+        })?);
     }
     let opts = JudgeOptions {
         allow_prerelease: p.flag("allow_prerelease"),
     };
     let versions: Vec<Version> = view.iter().filter_map(|r| r.version.clone()).collect();
     let Some(cluster) = rules::cluster_version(&versions) else {
-        return Err("refused: no replica version was read".to_owned());
+        return Err(DtrError::Refused(
+            "refused: no replica version was read".to_owned(),
+        ));
     };
     let plan = rules::plan(&cluster, &target, &available, &opts).map_err(|e| {
-        format!(
+        DtrError::Refused(format!(
             "{e} (the cluster runs DTR {cluster}, its lowest replica: {}); nothing was changed",
             facts::describe(view)
-        )
+        ))
     })?;
     // A replica ahead of the cluster must not be taken backwards by a hop.
     for replica in view {
@@ -151,11 +157,11 @@ fn decide(r: &Run<'_>, view: &[Replica]) -> Result<UpgradePlan, String> {
         };
         for hop in &plan.hops {
             if let Verdict::Refused(refusal) = rules::judge(&v, &hop.to, &opts) {
-                return Err(format!(
+                return Err(DtrError::Refused(format!(
                     "{refusal} (replica `{}` on `{}` runs {v}, ahead of the cluster's hop \
                      {hop}); nothing was changed",
                     replica.id, replica.node
-                ));
+                )));
             }
             v = hop.to.clone();
         }
@@ -190,7 +196,9 @@ fn report_paths(r: &mut Run<'_>, view: &[Replica], members: &[usize], plan: &Upg
                 continue;
             }
             let shown = path.join(" -> ");
-            r.changed(i);
+            if check {
+                r.changed(i);
+            }
             let verb = if check { "would upgrade" } else { "upgrades" };
             r.note(i, &format!("{verb} replica `{}`: {shown}", rep.id));
             r.diff(i, &format!("version: {shown}"));

@@ -141,13 +141,80 @@ pub(crate) fn check_task(
         }
     }
     let mut values = sample_step_vars();
-    values.extend(sample_template_vars());
+    values.extend(sample_template_vars(&params));
     for file in spec.kind.templates() {
-        if let Err(e) = render_template(t, file, ctx, &values) {
-            out.push(template_problem(t, pb, task, spec, file, &e));
+        for version in versions_of(spec.kind, &params) {
+            let mut values = values.clone();
+            values.push(("version", Value::from(version.as_str())));
+            match render_template(t, file, ctx, &values) {
+                Err(e) => {
+                    out.push(template_problem(t, pb, task, spec, file, &e));
+                    break;
+                }
+                Ok(cmd) => {
+                    if let Err(e) = super::flags::check(&cmd) {
+                        out.push(at(
+                            spec.kind.key(),
+                            format!("`{file}` for DTR {version}: {e}"),
+                        ));
+                    }
+                }
+            }
         }
     }
+    if params.text("dtr_url").is_none_or(|u| u.trim().is_empty()) {
+        out.push(
+            at(
+                "dtr_url",
+                format!(
+                    "the `{}` task \"{}\" has no DTR URL: capstan reads each replica's \
+                     /_ping and the DTR API under that name",
+                    spec.kind, task.name
+                ),
+            )
+            .with_hint(
+                "set the inventory variable `dtr_external_url` (e.g. \"https://dtr.example.com\")",
+            ),
+        );
+    }
+    let runs_bootstrapper = !spec.kind.templates().is_empty();
+    let talks_to_ucp = runs_bootstrapper || spec.kind == DtrKind::Check;
+    if talks_to_ucp
+        && !params.flag("ucp_insecure_tls")
+        && params.text("ucp_ca").is_none_or(|c| c.trim().is_empty())
+    {
+        out.push(
+            at(
+                "ucp_ca",
+                format!(
+                    "the `{}` task \"{}\" cannot verify UCP's TLS certificate: `ucp_ca` is not \
+                     set (the bootstrapper offers `--ucp-ca` or `--ucp-insecure-tls`)",
+                    spec.kind, task.name
+                ),
+            )
+            .with_hint(
+                "set the inventory variable `ucp_ca` to the PEM (a file or a secret), or to \
+                 \"fetch\" to download it from {{ ucp_url }}/ca as the DTR docs do",
+            ),
+        );
+    }
     out
+}
+
+/// The bootstrapper versions a task may run: an upgrade's target and every available
+/// version (each may be a hop); join and remove run the cluster's version, unknown
+/// offline, so every version of the flag table.
+fn versions_of(kind: DtrKind, params: &Params) -> Vec<String> {
+    if kind == DtrKind::Upgrade {
+        let mut out: Vec<String> = params.list("available").to_vec();
+        if let Some(v) = params.text("version")
+            && !out.iter().any(|a| a == v)
+        {
+            out.push(v.to_owned());
+        }
+        return out;
+    }
+    ["2.5.0", "2.6.0", "2.7.0"].map(str::to_owned).to_vec()
 }
 
 /// An error inside a template file is located in that file; a missing file at the task.
@@ -179,17 +246,36 @@ fn sample_step_vars() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn sample_template_vars() -> Vec<(&'static str, Value)> {
+/// Values as the task would render its commands with them; the switches as configured.
+fn sample_template_vars(p: &Params) -> Vec<(&'static str, Value)> {
     vec![
-        ("image", Value::from("docker/dtr")),
+        (
+            "image",
+            Value::from(p.text("image").unwrap_or("docker/dtr")),
+        ),
         ("ucp_node", Value::from("node-1")),
         ("ucp_url", Value::from("https://ucp.example.com")),
         ("ucp_username", Value::from("admin")),
-        ("ucp_insecure_tls", Value::from(false)),
+        (
+            "ucp_ca",
+            Value::from(p.text("ucp_ca").is_some_and(|c| !c.trim().is_empty())),
+        ),
+        ("ucp_insecure_tls", Value::from(p.flag("ucp_insecure_tls"))),
         ("existing_replica_id", Value::from("0123456789ab")),
-        ("dtr_url", Value::from("https://dtr.example.com")),
-        ("api_insecure_tls", Value::from(false)),
-        ("job", Value::from(super::migration::JOB)),
+        ("replica_ids", Value::from("0123456789ab,ba9876543210")),
+        (
+            "replica_https_port",
+            Value::from(p.count("replica_https_port").unwrap_or(443)),
+        ),
+        (
+            "replica_http_port",
+            Value::from(p.count("replica_http_port").unwrap_or(0)),
+        ),
+        (
+            "skip_network_test",
+            Value::from(p.flag("skip_network_test")),
+        ),
+        ("unsafe_join", Value::from(p.flag("unsafe_join"))),
     ]
 }
 
@@ -203,6 +289,8 @@ pub(crate) fn sample_register(spec: &DtrTask) -> Value {
         replica_id => "0123456789ab",
         node => "node-1",
         healthy => true,
+        health => "healthy",
+        replica_facts => Vec::<Value>::new(),
         cluster_version => "2.6.8",
         replicas => 3,
         target => "2.7.2",

@@ -218,7 +218,7 @@ mod tests {
     fn reads_a_compatibility_table_as_json() {
         let (action, errs) = read_kind(
             "check",
-            "{ version = \"2.7.2\", ucp_version_command = \"a\", content_trust_command = \"b\", \
+            "{ version = \"2.7.2\", ucp_url = \"u\", ucp_username = \"a\", ucp_password = \"p\", \
              backup_time_command = \"c\", ucp_compat = { \"2.7\" = [\"3.2\"] } }",
         );
         assert!(errs.is_empty(), "{errs:?}");
