@@ -31,7 +31,7 @@ mod remote;
 mod replica_step;
 mod replicas;
 mod run;
-pub mod spec;
+pub(crate) use crate::playbook::dtr_spec as spec;
 mod ucp;
 mod upgrade;
 pub(crate) mod validate;

@@ -11,6 +11,7 @@ mod action;
 mod checker;
 #[cfg(test)]
 mod corpus;
+pub mod dtr_spec;
 mod parse;
 mod serial;
 mod task;
@@ -219,7 +220,7 @@ pub enum Action {
     /// Render `src` (relative to the templates directory) into `dest` on the host.
     Template(TemplateSpec),
     /// A DTR cluster task (`check`, `pull`, `upgrade`, `join`, `remove`, `scale`).
-    Dtr(crate::dtr::DtrTask),
+    Dtr(dtr_spec::DtrTask),
 }
 
 impl Action {

@@ -1,6 +1,6 @@
 //! Readers of the DTR task kinds: `check`, `pull`, `upgrade`, `join`, `remove`, `scale`.
 //!
-//! Each takes a table of parameters (`crate::dtr::spec` lists them per kind). A value is a
+//! Each takes a table of parameters (`crate::playbook::dtr_spec` lists them per kind). A value is a
 //! template string, or a TOML literal of the parameter's type (`true`, `16`, a list, a
 //! table), kept as template source so that every parameter renders the same way per host.
 
@@ -8,7 +8,7 @@ use toml::de::DeValue;
 
 use super::super::checker::{Checker, Value, entries};
 use super::super::{Action, FieldSpans};
-use crate::dtr::spec::{DtrKind, DtrTask, Param, ParamType, cross_field_problems};
+use crate::playbook::dtr_spec::{DtrKind, DtrTask, Param, ParamType, cross_field_problems};
 
 pub(super) fn check(
     ck: &mut Checker<'_>,
