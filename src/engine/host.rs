@@ -21,7 +21,7 @@ use crate::playbook::{Action, Play, Task};
 use crate::report::event::{Event, Status, TaskReport};
 use crate::secrets;
 use crate::template::{Mode, TemplateError};
-use crate::transport::{ExecRequest, ExitStatus, Session, TransportError};
+use crate::transport::{ExecControl, ExitStatus, Session, TransportError};
 
 /// A host as a play sees it.
 pub(crate) struct HostState<'a> {
@@ -419,7 +419,8 @@ impl<'a> HostState<'a> {
             },
         );
         let timeout: Duration = prepared.iter().map(|p| self.timeout_of(p.task)).sum();
-        let stdin = self.sudo_stdin(&steps);
+        let request = script.request(self.host.become_password.as_deref(), timeout);
+        let control = script.control(&ExecControl::default());
         shared.emit(Event::TaskStarted {
             host: self.host.name.clone(),
             task: match prepared {
@@ -429,21 +430,10 @@ impl<'a> HostState<'a> {
             },
         });
         let started = Instant::now();
-        let result = self
-            .session
-            .exec(&ExecRequest {
-                command: script.text.clone(),
-                stdin,
-                timeout: Some(timeout),
-            })
-            .await;
+        let result = self.session.exec_with(&request, &control).await;
         let elapsed = started.elapsed();
         let (outputs, status, transport_error) = match &result {
-            Ok(out) => (
-                script.parse(&out.stdout, &out.stderr),
-                Some(out.status.clone()),
-                None,
-            ),
+            Ok(out) => (script.parse_output(out), Some(out.status.clone()), None),
             Err(e) => (script.parse(&[], &[]), None, Some(e.clone())),
         };
         let mut reports = Vec::new();
@@ -524,16 +514,6 @@ impl<'a> HostState<'a> {
             attempt += 1;
             tokio::time::sleep(delay).await;
         }
-    }
-
-    /// The exec's stdin: the sudo password once per step that needs it.
-    fn sudo_stdin(&self, steps: &[Step]) -> Option<Vec<u8>> {
-        let password = self.host.become_password.as_ref()?;
-        let n = steps
-            .iter()
-            .filter(|s| matches!(s, Step::Command { escalate: Some(b), .. } if b.with_password))
-            .count();
-        (n > 0).then(|| format!("{password}\n").repeat(n).into_bytes())
     }
 
     /// Decides a step's status from what it printed, applies `changed_when`/`failed_when`,

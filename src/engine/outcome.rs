@@ -38,12 +38,20 @@ pub(super) fn satisfied_note(what: &str, step: &Step) -> String {
 }
 
 pub(super) fn describe_change(what: &str) -> String {
+    if let Some(target) = what.strip_prefix("symlink ") {
+        return symlink_note(target);
+    }
     match what {
         "new" => "new file".to_owned(),
         "content" => "content".to_owned(),
         "mode" => "mode".to_owned(),
         other => other.replace(',', " and "),
     }
+}
+
+/// A template whose destination is a symlink: the link is replaced, its target never read.
+fn symlink_note(target: &str) -> String {
+    format!("dest is a symlink to {target}; it will be replaced by a file")
 }
 
 /// A unified diff of a template's destination, before → after.
@@ -58,6 +66,9 @@ pub(super) fn template_diff(
         return None;
     };
     let new = new?;
+    if let Some(target) = what.strip_prefix("symlink ") {
+        return Some(format!("{dest}: {}\n", symlink_note(target)));
+    }
     if what == "new" {
         let diff = similar::TextDiff::from_lines("", new);
         return Some(
