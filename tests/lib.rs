@@ -9,5 +9,6 @@ mod lock;
 mod pipeline;
 mod reports;
 mod run;
+mod security_transport;
 mod support;
 mod transport;

@@ -147,7 +147,7 @@ mv -fT \"$1\" \"$2\" || { rm -f \"$1\"; exit 1; }";
 
 const PROLOGUE: &str = r#"__cs_sh=${SHELL:-/bin/sh}
 __cs_mark() { printf '\n%s %s %s %s\n' "$__cs_id" "$1" "$2" "$3"; printf '\n%s %s %s %s\n' "$__cs_id" "$1" "$2" "$3" >&2; }
-trap 'trap - TERM HUP INT; kill -TERM 0 2>/dev/null; exit 143' TERM HUP INT
+trap 'trap - TERM HUP INT; exit 143' TERM HUP INT
 __cs_hash() { if [ -r "$1" ]; then __cs_h=$( (sha256sum || shasum -a 256) < "$1" 2>/dev/null); __cs_h=${__cs_h%% *}; else __cs_h=absent; fi; }
 __cs_mode() { __cs_m=$(stat -c %a "$1" 2>/dev/null || stat -f %Lp "$1" 2>/dev/null); }
 "#;
