@@ -891,7 +891,10 @@ async fn cancellation_on(local: bool) {
         };
         assert!(took < limit, "{case}: took {took:?}");
         if ignores_term && level == Stop::Terminate {
-            assert!(took >= grace - Duration::from_millis(200), "{case}: {took:?}");
+            assert!(
+                took >= grace - Duration::from_millis(200),
+                "{case}: {took:?}"
+            );
         }
         assert!(
             gone_within(&format!("sleep {marker}"), Duration::from_secs(1)).await,
@@ -946,7 +949,10 @@ async fn bounded_output_on(local: bool) {
     assert_eq!(out.stdout_dropped(), 3_000_000 - 1000);
     assert_eq!(out.stderr_dropped(), 4000);
     // Under the limit, nothing is cut.
-    let out = session.exec_with(&cmd("echo small"), &ctl).await.expect("exec");
+    let out = session
+        .exec_with(&cmd("echo small"), &ctl)
+        .await
+        .expect("exec");
     assert_eq!((text(&out.stdout), out.stdout_dropped()), ("small\n", 0));
 }
 
@@ -977,10 +983,14 @@ async fn the_exec_argument_is_the_same_short_bootstrap_for_every_command() {
             .expect("exec");
         assert!(out.status.success());
     }
-    let sent = std::fs::read_to_string(&log).expect("recorded");
-    let commands: Vec<&str> = sent.split("\n--- end of command ---\n").collect();
-    assert_eq!(commands.len(), 3, "{sent}");
-    assert_eq!(commands[0], commands[1], "the same text every time");
-    assert!(commands[0].len() < 700);
-    assert!(!sent.contains(&secret), "{sent}");
+    let argv = std::fs::read_to_string(fleet.argv_log(0)).expect("recorded");
+    let args: Vec<&str> = argv.split("\n--- end of command ---\n").collect();
+    assert_eq!(args.len(), 3, "{argv}");
+    assert_eq!(args[0], args[1], "the same text every time");
+    assert!(args[0].len() < 700);
+    assert!(!argv.contains(&secret), "{argv}");
+    // The command itself came on the channel; its stdin was not recorded with it.
+    let commands = std::fs::read_to_string(&log).expect("recorded");
+    assert!(commands.starts_with(&format!("echo {secret}\n--- end of command ---\n")));
+    assert_eq!(commands.matches(&secret).count(), 1, "{commands}");
 }

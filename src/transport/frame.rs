@@ -18,8 +18,9 @@
 //! process group, then KILLs it a second later: no step outlives its session. A command
 //! that ended normally leaves what it started in the background alone, as `ssh` does.
 //!
-//! The process group is the login shell's: sshd makes each session's command a session
-//! leader, and the local connection starts its shell as a process group leader.
+//! The process group is the session's: sshd makes each session's command a session leader
+//! (so a `ForceCommand` wrapper that does not `exec` is in the group too), and the local
+//! connection starts its shell as a process group leader.
 //! `head -c` must read exactly what it is asked (GNU coreutils and BusyBox do).
 
 use std::time::Duration;
@@ -34,8 +35,8 @@ pub(crate) const BOOTSTRAP: &str = concat!(
     "read -r __cs_c;[ \"$__cs_c\" = . ]||{ echo 'capstan: incomplete request' >&2;exit 125;};",
     "exec 6<&0 0<&4 4<&-;",
     "(trap '' TERM INT HUP;g=;",
-    "while read -r c a <&6;do case $c in T)g=$a;kill -TERM -$$;;K)kill -KILL -$$;;esac;done;",
-    "[ -n \"$g\" ]||{ kill -0 $$||exit;g=1;};kill -TERM -$$;sleep $g;kill -KILL -$$",
+    "while read -r c a <&6;do case $c in T)g=$a;kill -TERM 0;;K)kill -KILL 0;;esac;done;",
+    "[ -n \"$g\" ]||{ kill -0 $$||exit;g=1;};kill -TERM 0;sleep $g;kill -KILL 0",
     ")>/dev/null 2>&1 & exec 6<&-;",
     "unset __cs_n __cs_m __cs_t __cs_c;eval \"$__cs_s\""
 );
