@@ -9,13 +9,15 @@
 //! failed task is never followed by the next one on that host.
 //!
 //! A command is evaluated by the login shell that runs the script (as `ssh host COMMAND`
-//! would), in a subshell in the background with `wait`, so that a TERM sent on timeout reaches the script's trap
-//! at once and is passed on to the whole process group.
+//! would), in a subshell in the background with `wait`, so that the script's shell ends at
+//! once when the transport TERMs the process group (on a timeout or a stop request); the
+//! command gets that one TERM itself.
 //!
-//! The script travels on the command's stdin (see `transport::frame`), and so does
-//! [`Script::payload`]: the `become` password (first line) and, in apply mode, each
-//! template's content, read in step order (a step that does not write its file skips its
-//! bytes). Nothing secret or large is ever a command argument.
+//! The script travels on the command's stdin (see `transport::frame`), and so does its
+//! payload: the `become` password (first line) and, in apply mode, the content of each
+//! template too large to sit in the script (over 64 KiB, or holding a NUL), read in step
+//! order (a step that does not write its file skips its bytes). Nothing secret or large is
+//! ever a command argument.
 //!
 //! A template is installed without following links: a temporary file with an unpredictable
 //! name is created in the destination's directory with exclusive creation (`set -C`: never
@@ -129,7 +131,7 @@ pub struct Script {
     pub text: String,
     nonce: String,
     steps: usize,
-    /// Template contents, in step order (apply mode only).
+    /// Large template contents, in step order (apply mode only).
     payload: Vec<u8>,
     /// A step runs through `sudo -S`: the payload starts with the password line.
     wants_password: bool,
@@ -175,7 +177,7 @@ impl Script {
                 Step::Command { .. } => command_step(&mut text, i, step, opts),
                 Step::Template { content, .. } => {
                     template_step(&mut text, i, step, opts);
-                    if !opts.check {
+                    if !opts.check && !inline(content) {
                         payload.extend_from_slice(content.as_bytes());
                     }
                 }
@@ -424,7 +426,7 @@ fn template_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) 
     }
     text.push_str("fi\n");
     // Apply mode: this step's content is next on stdin, to be written or skipped.
-    let skip = if opts.check || len == 0 {
+    let skip = if opts.check || inline(content) {
         String::new()
     } else {
         format!("; head -c {len} >/dev/null")
@@ -461,7 +463,11 @@ fn template_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) 
         "__cs_r=; [ \"$__cs_h\" = absent ] || [ \"$__cs_h\" = link ] || __cs_r=$__cs_f"
     );
     let temp = q(&temp_path(dest));
-    let content_in = format!("head -c {len}");
+    let content_in = if inline(content) {
+        format!("printf '%s' {}", q(content))
+    } else {
+        format!("head -c {len}")
+    };
     let feed = match escalate {
         Some(b) => b.feed(&content_in),
         None => content_in,
@@ -475,6 +481,14 @@ fn template_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) 
         "{install}; __cs_rc=$?\n__cs_mark {i} wrote \"$__cs_rc:$__cs_d:$__cs_o\"; [ $__cs_rc -eq 0 ] || exit 0"
     );
     text.push_str("fi\n");
+}
+
+/// Content this small (and without NUL) is written into the script itself, which is on
+/// stdin too and saves the host spooling a payload; larger content is read from the payload.
+const INLINE_CONTENT_MAX: usize = 64 * 1024;
+
+fn inline(content: &str) -> bool {
+    content.len() <= INLINE_CONTENT_MAX && !content.contains('\0')
 }
 
 /// A name in `dest`'s directory that no one can guess before the script runs.
@@ -799,7 +813,8 @@ mod tests {
             .expect("spawn");
         std::thread::sleep(std::time::Duration::from_millis(300));
         let pid = i32::try_from(child.id()).expect("pid");
-        nix::sys::signal::kill(
+        // As the transport does on a timeout or a stop request: TERM to the process group.
+        nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGTERM,
         )
@@ -965,22 +980,30 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = dir.path().join("a");
         let b = dir.path().join("b");
-        std::fs::write(&a, "same\n").expect("write");
-        let binary_free = "line1\n'quoted' $(not run) `nor this`\n".repeat(1000);
+        let c = dir.path().join("c");
+        let large = "line1\n'quoted' $(not run) `nor this`\n".repeat(2000);
+        assert!(large.len() > INLINE_CONTENT_MAX);
         let steps = [
-            template(&a, "same\n", None),
+            template(&a, &large, None),
             cmd("echo between"),
-            template(&b, &binary_free, None),
+            template(&b, &large, None),
+            template(&c, "small, in the script\n", None),
         ];
+        std::fs::write(&a, &large).expect("write");
         let script = Script::build(&steps, ScriptOptions::default());
         assert!(
             !script.text.contains("not run"),
-            "content is not in the script"
+            "large content is not in the script"
         );
+        assert!(script.text.contains("small, in the script"));
         let r = run(&script);
         assert_eq!(r[0].verdict, Verdict::Satisfied("same".into()));
         assert_eq!(r[1].stdout, b"between\n");
-        assert_eq!(std::fs::read_to_string(&b).expect("read"), binary_free);
+        assert_eq!(std::fs::read_to_string(&b).expect("read"), large);
+        assert_eq!(
+            std::fs::read_to_string(&c).expect("read"),
+            "small, in the script\n"
+        );
         // Check mode sends no content at all.
         let check = Script::build(
             &steps,
@@ -1039,7 +1062,7 @@ exec "$@"
             },
             Step::Template {
                 dest: conf.to_string_lossy().into_owned(),
-                content: "content after the password\n".into(),
+                content: "content after the password\n".repeat(4000),
                 mode: Some("600".into()),
                 escalate: become_,
             },
@@ -1073,7 +1096,7 @@ exec "$@"
         );
         assert_eq!(
             std::fs::read_to_string(&conf).expect("read"),
-            "content after the password\n"
+            "content after the password\n".repeat(4000)
         );
         assert_eq!(
             std::fs::read_to_string(&log).expect("log"),
