@@ -103,7 +103,7 @@ pub(crate) fn usable(path: &Path) -> Result<(), String> {
 pub(crate) enum Unusable {
     #[error("is {0}, not a file")]
     NotAFile(&'static str),
-    #[error("cannot be read: {0}")]
+    #[error("cannot be used: {0}")]
     Io(#[from] io::Error),
 }
 
