@@ -82,9 +82,10 @@ impl LocalSession {
         // Held open until the command has ended: its end tells the watcher that capstan is gone.
         let mut stdin = child.stdin.take();
         let feed = {
-            let header = frame::header(req.command.len(), req.stdin.as_ref().map_or(0, Vec::len));
-            let command = req.command.clone().into_bytes();
-            let data = req.stdin.clone().unwrap_or_default();
+            let (command, data) = frame::fold_stdin(&req.command, req.stdin.as_deref());
+            let header = frame::header(command.len(), data.len());
+            let command = command.into_bytes();
+            let data = data.to_vec();
             let pipe = stdin.as_mut();
             async move {
                 if let Some(pipe) = pipe {

@@ -66,11 +66,11 @@ pub(super) async fn run(
 
     // Fed while reading, so that a command that writes before it reads cannot deadlock us.
     // Never followed by EOF: the end of stdin means "capstan is gone" (see `frame`).
-    let stdin_len = req.stdin.as_ref().map_or(0, Vec::len);
+    let (command, stdin) = frame::fold_stdin(&req.command, req.stdin.as_deref());
     let parts = [
-        frame::header(req.command.len(), stdin_len),
-        req.command.clone().into_bytes(),
-        req.stdin.clone().unwrap_or_default(),
+        frame::header(command.len(), stdin.len()),
+        command.into_bytes(),
+        stdin.to_vec(),
         frame::TRAILER.to_vec(),
     ];
     let feed = async {
