@@ -119,6 +119,7 @@ impl Job {
             no_cache: spec.no_cache,
             kill_grace: inventory.settings.kill_grace(),
             connect_concurrency: inventory.settings.connect_concurrency(),
+            output_limit: inventory.settings.output_limit().as_usize(),
             declined,
         };
         Ok(Job {

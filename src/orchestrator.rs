@@ -84,6 +84,12 @@ pub(crate) async fn run(
             return Err(e.into());
         }
     };
+    if let Some(lock) = &lock {
+        let check = lock.fence_check();
+        for (host, session) in lock.hosts() {
+            session.set_fence(host, Some(check.clone()));
+        }
+    }
     let engine = Engine::new(
         inputs.inventory,
         inputs.opts,

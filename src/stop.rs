@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use crate::transport::Stop;
+
 /// How far a stop has gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StopLevel {
@@ -29,14 +31,15 @@ impl StopLevel {
 #[derive(Debug)]
 pub struct Interrupt {
     level: AtomicU8,
-    changed: tokio::sync::watch::Sender<StopLevel>,
+    /// What the commands in flight are asked to do (see `crate::transport::Stop`).
+    changed: tokio::sync::watch::Sender<Stop>,
 }
 
 impl Default for Interrupt {
     fn default() -> Self {
         Self {
             level: AtomicU8::new(0),
-            changed: tokio::sync::watch::Sender::new(StopLevel::Running),
+            changed: tokio::sync::watch::Sender::new(Stop::Continue),
         }
     }
 }
@@ -61,7 +64,11 @@ impl Interrupt {
     fn raise(&self, to: StopLevel) {
         let before = self.level.fetch_max(to as u8, Ordering::SeqCst);
         if before < to as u8 {
-            self.changed.send_replace(to);
+            self.changed.send_replace(match to {
+                StopLevel::Running => Stop::Continue,
+                StopLevel::Graceful => Stop::Terminate,
+                StopLevel::Kill => Stop::Kill,
+            });
         }
     }
 
@@ -74,7 +81,7 @@ impl Interrupt {
     }
 
     /// Wakes on every raise of the level; commands in flight watch it.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<StopLevel> {
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Stop> {
         self.changed.subscribe()
     }
 }
@@ -89,7 +96,7 @@ mod tests {
         let rx = i.subscribe();
         assert!(!i.is_set());
         assert_eq!(i.escalate(), StopLevel::Graceful);
-        assert_eq!(*rx.borrow(), StopLevel::Graceful);
+        assert_eq!(*rx.borrow(), Stop::Terminate);
         i.trigger();
         assert_eq!(i.level(), StopLevel::Graceful);
         assert_eq!(i.escalate(), StopLevel::Kill);
@@ -99,6 +106,6 @@ mod tests {
             StopLevel::Kill,
             "a trigger never lowers the level"
         );
-        assert_eq!(*rx.borrow(), StopLevel::Kill);
+        assert_eq!(*rx.borrow(), Stop::Kill);
     }
 }

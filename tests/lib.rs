@@ -14,6 +14,7 @@ mod pipeline;
 mod reports;
 mod run;
 mod security;
+mod security_transport;
 mod settings;
 mod support;
 mod transport;

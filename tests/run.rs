@@ -381,7 +381,7 @@ command = "touch \"$HOST_DIR/after\""
 }
 
 #[test]
-fn ctrl_c_lets_work_in_flight_finish_and_starts_nothing_new() {
+fn ctrl_c_stops_work_in_flight_and_starts_nothing_new() {
     use std::process::{Command, Stdio};
     let fleet = Fleet::start(1);
     let p = project(
@@ -392,7 +392,7 @@ fn ctrl_c_lets_work_in_flight_finish_and_starts_nothing_new() {
 hosts = "all"
 [[plays.tasks]]
 name = "in flight"
-command = "touch \"$HOST_DIR/started\"; sleep 2; touch \"$HOST_DIR/finished\""
+command = "touch \"$HOST_DIR/started\"; sleep 20; touch \"$HOST_DIR/finished\""
 [[plays.tasks]]
 name = "next"
 command = "touch \"$HOST_DIR/next\""
@@ -417,12 +417,22 @@ command = "touch \"$HOST_DIR/next\""
     }
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let t0 = std::time::Instant::now();
     let out = child.wait_with_output().expect("wait");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(
-        fleet.host(0).state_dir.join("finished").exists(),
-        "in-flight work finishes"
+        t0.elapsed() < std::time::Duration::from_secs(15),
+        "the running command got TERM instead of being waited for"
+    );
+    assert!(
+        stderr.contains("interrupt: stopping: no new task starts"),
+        "acknowledged at once: {stderr}"
+    );
+    assert!(
+        !fleet.host(0).state_dir.join("finished").exists(),
+        "the in-flight command was stopped"
     );
     assert!(
         !fleet.host(0).state_dir.join("next").exists(),

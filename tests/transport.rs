@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use capstan::inventory::{Host, HostKeyPolicy};
 use capstan::transport::ssh::{SshSession, resolve};
-use capstan::transport::{ConnectOptions, ExecOutput, ExecRequest, ExitStatus, TransportError};
+use capstan::transport::{
+    ConnectOptions, ExecControl, ExecOutput, ExecRequest, ExitStatus, Session, Stop, TransportError,
+};
 
 use crate::support::agent::Agent;
 use crate::support::fleet::{Fleet, keygen, pub_of, run};
@@ -789,4 +791,206 @@ async fn connect_100_hosts_in_parallel() {
          one exec on an open connection median {:?} max {:?}",
         connects[50], connects[99], execs[50], execs[99]
     );
+}
+
+/// A session on host 1 of `fleet`, or on this machine (`connection = "local"`).
+async fn session_for(fleet: &Fleet, local: bool) -> Session {
+    let mut host = fleet.inventory_host(0);
+    if local {
+        host.connection = capstan::inventory::ConnectionKind::Local;
+    }
+    match Session::connect(&host, &fleet.connect_options()).await {
+        Ok(s) => s,
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+/// Processes whose arguments contain `pattern`, zombies excluded (`pgrep -f` sees no zombie:
+/// a zombie has no arguments).
+fn running(pattern: &str) -> bool {
+    Command::new("pgrep")
+        .arg("-f")
+        .arg(pattern)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Waits up to `within` for no process to match `pattern`.
+async fn gone_within(pattern: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while running(pattern) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+fn control(stop: &tokio::sync::watch::Receiver<Stop>, grace: Duration) -> ExecControl {
+    ExecControl {
+        stop: Some(stop.clone()),
+        grace,
+        ..ExecControl::default()
+    }
+}
+
+/// Runs `command` until it has started (it touches `started`), then asks it to stop at
+/// `level`; returns how it ended and how long it took after the stop request.
+async fn stop_while_running(
+    session: &Session,
+    started: &Path,
+    command: String,
+    level: Stop,
+    grace: Duration,
+) -> (ExitStatus, Duration) {
+    let (tx, rx) = tokio::sync::watch::channel(Stop::Continue);
+    let req = ExecRequest {
+        command,
+        stdin: None,
+        timeout: Some(Duration::from_secs(60)),
+    };
+    let ctl = control(&rx, grace);
+    let exec = session.exec_with(&req, &ctl);
+    let trigger = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !started.exists() {
+            assert!(Instant::now() < deadline, "the command never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tx.send(level).expect("send stop");
+        Instant::now()
+    };
+    let (out, asked) = tokio::join!(exec, trigger);
+    let out = out.expect("exec");
+    (out.status, asked.elapsed())
+}
+
+async fn cancellation_on(local: bool) {
+    let fleet = Fleet::start(1);
+    let session = session_for(&fleet, local).await;
+    let dir = fleet.host(0).state_dir.clone();
+    let grace = Duration::from_secs(2);
+    for (case, level, ignores_term) in [
+        ("term", Stop::Terminate, false),
+        ("grace", Stop::Terminate, true),
+        ("kill", Stop::Kill, true),
+    ] {
+        let marker = format!("30.{}{:06}", std::process::id(), rand_suffix());
+        let started = dir.join(format!("started-{case}-{local}"));
+        let trap = if ignores_term { "trap '' TERM; " } else { "" };
+        let command = format!(
+            "{trap}touch '{}'; sleep {marker} & sleep {marker}; echo never",
+            started.display()
+        );
+        let (status, took) = stop_while_running(&session, &started, command, level, grace).await;
+        assert_eq!(status, ExitStatus::Cancelled, "{case}");
+        let limit = match (level, ignores_term) {
+            (Stop::Terminate, true) => grace + Duration::from_secs(2),
+            _ => Duration::from_millis(1500),
+        };
+        assert!(took < limit, "{case}: took {took:?}");
+        if ignores_term && level == Stop::Terminate {
+            assert!(
+                took >= grace - Duration::from_millis(200),
+                "{case}: {took:?}"
+            );
+        }
+        assert!(
+            gone_within(&format!("sleep {marker}"), Duration::from_secs(1)).await,
+            "{case}: the command's process group outlived the cancellation"
+        );
+    }
+    // A run already stopping starts nothing.
+    let (tx, rx) = tokio::sync::watch::channel(Stop::Continue);
+    tx.send(Stop::Terminate).expect("send");
+    let never = dir.join(format!("never-{local}"));
+    let out = session
+        .exec_with(
+            &cmd(&format!("touch '{}'", never.display())),
+            &control(&rx, grace),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.status, ExitStatus::Cancelled);
+    assert!(!never.exists());
+    // The session still works for commands outside the stopped run.
+    let out = session.exec(&cmd("echo ok")).await.expect("exec");
+    assert_eq!(text(&out.stdout), "ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_command_ends_within_its_grace_period_over_ssh() {
+    cancellation_on(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_command_ends_within_its_grace_period_on_the_local_connection() {
+    cancellation_on(true).await;
+}
+
+async fn bounded_output_on(local: bool) {
+    let fleet = Fleet::start(1);
+    let session = session_for(&fleet, local).await;
+    let ctl = ExecControl {
+        output_limit: 1000,
+        ..ExecControl::default()
+    };
+    let out = session
+        .exec_with(
+            &cmd("head -c 3000000 /dev/zero | tr '\\000' o; head -c 5000 /dev/zero | tr '\\000' e >&2; exit 3"),
+            &ctl,
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.status, ExitStatus::Code(3));
+    assert_eq!(out.stdout, vec![b'o'; 1000]);
+    assert_eq!(out.stderr, vec![b'e'; 1000]);
+    assert_eq!(out.stdout_dropped(), 3_000_000 - 1000);
+    assert_eq!(out.stderr_dropped(), 4000);
+    // Under the limit, nothing is cut.
+    let out = session
+        .exec_with(&cmd("echo small"), &ctl)
+        .await
+        .expect("exec");
+    assert_eq!((text(&out.stdout), out.stdout_dropped()), ("small\n", 0));
+}
+
+#[tokio::test]
+async fn output_past_the_limit_is_counted_and_dropped_over_ssh() {
+    bounded_output_on(false).await;
+}
+
+#[tokio::test]
+async fn output_past_the_limit_is_counted_and_dropped_on_the_local_connection() {
+    bounded_output_on(true).await;
+}
+
+#[tokio::test]
+async fn the_exec_argument_is_the_same_short_bootstrap_for_every_command() {
+    let mut fleet = Fleet::start(1);
+    let log = fleet.record_commands(0);
+    let session = connect(&fleet.inventory_host(0), &fleet.connect_options()).await;
+    let secret = format!("argv-secret-{}", rand_suffix());
+    for command in [format!("echo {secret}"), "echo other".to_owned()] {
+        let out = session
+            .exec(&ExecRequest {
+                command,
+                stdin: Some(secret.clone().into_bytes()),
+                timeout: None,
+            })
+            .await
+            .expect("exec");
+        assert!(out.status.success());
+    }
+    let argv = std::fs::read_to_string(fleet.argv_log(0)).expect("recorded");
+    let args: Vec<&str> = argv.split("\n--- end of command ---\n").collect();
+    assert_eq!(args.len(), 3, "{argv}");
+    assert_eq!(args[0], args[1], "the same text every time");
+    assert!(args[0].len() < 700);
+    assert!(!argv.contains(&secret), "{argv}");
+    // The command itself came on the channel; its stdin was not recorded with it.
+    let commands = std::fs::read_to_string(&log).expect("recorded");
+    assert!(commands.starts_with(&format!("echo {secret}\n--- end of command ---\n")));
+    assert_eq!(commands.matches(&secret).count(), 1, "{commands}");
 }

@@ -20,7 +20,7 @@ use crate::playbook::{Action, Play, Task};
 use crate::report::event::{Event, Status, TaskReport};
 use crate::secrets;
 use crate::template::TemplateError;
-use crate::transport::{ExecRequest, ExitStatus, Session, TransportError};
+use crate::transport::{ExecControl, ExitStatus, Session, TransportError};
 
 /// A host as a play sees it.
 pub(crate) struct HostState<'a> {
@@ -378,7 +378,13 @@ impl<'a> HostState<'a> {
             },
         );
         let timeout: Duration = prepared.iter().map(|p| self.timeout_of(p.task)).sum();
-        let stdin = self.sudo_stdin(&steps);
+        let request = script.request(self.host.become_password.as_deref(), timeout);
+        let control = script.control(&ExecControl {
+            stop: Some(shared.interrupt.subscribe()),
+            grace: shared.opts.kill_grace,
+            output_limit: shared.opts.output_limit,
+            ..ExecControl::default()
+        });
         shared.emit(Event::TaskStarted {
             host: self.host.name.clone(),
             task: match prepared {
@@ -388,22 +394,17 @@ impl<'a> HostState<'a> {
             },
         });
         let started = Instant::now();
-        let result = self
-            .session
-            .exec(&ExecRequest {
-                command: script.text.clone(),
-                stdin,
-                timeout: Some(timeout),
-            })
-            .await;
+        let result = self.session.exec_with(&request, &control).await;
         let elapsed = started.elapsed();
         let (outputs, status, transport_error) = match &result {
-            Ok(out) => (
-                script.parse(&out.stdout, &out.stderr),
-                Some(out.status.clone()),
-                None,
-            ),
-            Err(e) => (script.parse(&[], &[]), None, Some(e.clone())),
+            Ok(out) => (script.parse_output(out), Some(out.status.clone()), None),
+            Err(e) => {
+                if e.is_lock_lost() {
+                    // This run no longer holds the host's lock: start nothing more anywhere.
+                    shared.interrupt.trigger();
+                }
+                (script.parse(&[], &[]), None, Some(e.clone()))
+            }
         };
         let mut reports = Vec::new();
         let per_task = elapsed / u32::try_from(prepared.len()).unwrap_or(1).max(1);
@@ -483,16 +484,6 @@ impl<'a> HostState<'a> {
             attempt += 1;
             tokio::time::sleep(delay).await;
         }
-    }
-
-    /// The exec's stdin: the sudo password once per step that needs it.
-    fn sudo_stdin(&self, steps: &[Step]) -> Option<Vec<u8>> {
-        let password = self.host.become_password.as_ref()?;
-        let n = steps
-            .iter()
-            .filter(|s| matches!(s, Step::Command { escalate: Some(b), .. } if b.with_password))
-            .count();
-        (n > 0).then(|| format!("{password}\n").repeat(n).into_bytes())
     }
 
     /// Turns a step's output into its report: evaluates `changed_when`/`failed_when`, lets

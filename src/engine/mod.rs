@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub no_cache: bool,
     /// After the first stop request, how long running commands get between TERM and KILL.
     pub kill_grace: Duration,
+    /// Bytes of stdout, and of stderr, kept per task (`[settings] output_limit`).
+    pub output_limit: usize,
     /// Handshakes in flight at once while connecting (`[settings] connect_concurrency`).
     pub connect_concurrency: usize,
     /// Tasks left out by `--start-at-task` and `--step`.

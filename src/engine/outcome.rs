@@ -17,6 +17,11 @@ pub(super) fn mask_report(mut r: TaskReport) -> TaskReport {
     r
 }
 
+/// A template whose destination is a symlink: the link is replaced, its target never read.
+pub(super) fn symlink_note(target: &str) -> String {
+    format!("dest is a symlink to {target}; it will be replaced by a file")
+}
+
 /// A unified diff of a template's destination, before → after.
 pub(super) fn template_diff(
     context: usize,
@@ -29,6 +34,9 @@ pub(super) fn template_diff(
         return None;
     };
     let new = new?;
+    if let Some(target) = what.strip_prefix("symlink ") {
+        return Some(format!("{dest}: {}\n", symlink_note(target)));
+    }
     if what == "new" {
         let diff = similar::TextDiff::from_lines("", new);
         return Some(

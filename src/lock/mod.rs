@@ -133,7 +133,11 @@ async fn ask(
         stdin,
         timeout: Some(SCRIPT_TIMEOUT),
     };
-    let out = session.exec(&req).await.map_err(|e| e.to_string())?;
+    // The lock's own scripts pass no fence: they are what the fence checks.
+    let out = session
+        .exec_unfenced(&req)
+        .await
+        .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let reply = script::parse(
         &stdout,
@@ -480,6 +484,17 @@ impl Held {
     /// Who holds it, as written on the hosts.
     pub fn info(&self) -> &LockInfo {
         &self.info
+    }
+
+    /// The shell condition that holds on a host while this run still holds its lock there:
+    /// the orchestrator fences every later command with it (see `Session::set_fence`).
+    pub fn fence_check(&self) -> String {
+        script::fence_check(&self.settings, &self.token)
+    }
+
+    /// The hosts it is held on, with their sessions.
+    pub fn hosts(&self) -> &[Target] {
+        &self.hosts
     }
 
     /// This run's random id (the lock's token), which the audit trail records.

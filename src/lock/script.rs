@@ -95,6 +95,15 @@ if __cl_mine {token}; then echo "{MARK}acquired"; exit 0; fi
     text
 }
 
+/// A condition (one shell command, no output) that holds while the lock is ours. Run right
+/// before every step of a run, so that a run whose lock was broken starts nothing more.
+pub fn fence_check(s: &LockSettings, token: &str) -> String {
+    format!(
+        "[ \"$(cat {dir}/{LOCK_NAME}/token 2>/dev/null)\" = {token} ]",
+        dir = s.lock_dir.shell
+    )
+}
+
 /// A run id as [`LockInfo`] makes them (hex): safe inside a shell word and a pattern.
 fn is_run_id(run: &str) -> bool {
     !run.is_empty() && run.len() <= 64 && run.bytes().all(|b| b.is_ascii_hexdigit())

@@ -281,21 +281,31 @@ impl Fleet {
 
     /// Records every command host `i` is asked to run into `commands.log` in the host's own
     /// directory (outside `$HOST_DIR`), through a `ForceCommand` wrapper; restarts it.
+    ///
+    /// capstan's exec argument is a fixed bootstrap that reads the command from stdin after
+    /// a `<command bytes> <stdin bytes>` header line (see `transport::frame`): the wrapper
+    /// records that command (not its stdin, which may hold secrets), then hands the same
+    /// bytes, and the rest of the channel, to the bootstrap.
     pub fn record_commands(&mut self, i: usize) -> PathBuf {
         let log = self.hosts[i].dir.join("commands.log");
         let wrapper = self.hosts[i].dir.join("record.sh");
+        let argv_log = self.argv_log(i);
         std::fs::write(
             &wrapper,
-            format!(
-                "#!/bin/sh\nprintf '%s\\n--- end of command ---\\n' \"$SSH_ORIGINAL_COMMAND\" >> '{}'\nexec \"${{SHELL:-/bin/sh}}\" -c \"$SSH_ORIGINAL_COMMAND\"\n",
-                log.display()
-            ),
+            RECORDING_WRAPPER
+                .replace("@LOG@", &log.display().to_string())
+                .replace("@ARGV@", &argv_log.display().to_string()),
         )
         .expect("write the recording wrapper");
         run(Command::new("chmod").arg("755").arg(&wrapper));
         self.hosts[i].record = Some(wrapper);
         self.reconfigure(i);
         log
+    }
+
+    /// With [`Fleet::record_commands`]: the exec argument of each command, as sshd got it.
+    pub fn argv_log(&self, i: usize) -> PathBuf {
+        self.hosts[i].dir.join("argv.log")
     }
 
     fn reconfigure(&mut self, i: usize) {
@@ -374,6 +384,26 @@ impl Drop for Fleet {
         }
     }
 }
+
+/// See [`Fleet::record_commands`]. The bootstrap reads from a FIFO fed by a background
+/// `cat` of the channel, so that it exits when it is done (a pipeline would wait for the
+/// channel to end, which capstan only does when the command has ended).
+const RECORDING_WRAPPER: &str = r#"#!/bin/sh
+printf '%s\n--- end of command ---\n' "$SSH_ORIGINAL_COMMAND" >> '@ARGV@'
+d=$(mktemp -d) || exit 125
+IFS=' ' read -r n m || exit 125
+head -c "$n" > "$d/command"
+{ cat "$d/command"; printf '\n--- end of command ---\n'; } >> '@LOG@'
+mkfifo "$d/in" || exit 125
+exec 3<&0
+{ printf '%s %s\n' "$n" "$m"; cat "$d/command"; exec cat <&3; } > "$d/in" &
+feeder=$!
+"${SHELL:-/bin/sh}" -c "$SSH_ORIGINAL_COMMAND" < "$d/in" 3<&-
+rc=$?
+kill $feeder 2>/dev/null
+rm -rf "$d"
+exit $rc
+"#;
 
 fn sshd_config(host: &FleetHost, authorized_keys: &Path) -> String {
     let forwarding = if host.forwarding { "yes" } else { "no" };

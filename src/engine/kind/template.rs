@@ -42,6 +42,9 @@ impl HostKind for TemplateKind<'_> {
     }
 
     fn change(&self, what: &str) -> String {
+        if let Some(target) = what.strip_prefix("symlink ") {
+            return crate::engine::outcome::symlink_note(target);
+        }
         match what {
             "new" => "new file".to_owned(),
             other => other.replace(',', " and "),

@@ -1,32 +1,52 @@
-//! One command on one session channel: stdin in, stdout and stderr apart, read until the
-//! channel closes (the exit status can come before the last output), and the timeout.
+//! One command on one session channel: the fixed bootstrap as the exec request, the command
+//! and its stdin on the channel (see `transport::frame`), stdout and stderr kept apart and
+//! bounded, read until the channel closes (the exit status can come before the last output),
+//! and the timeout and stop requests, sent as control lines on the same channel. Those reach
+//! the command's process group through the bootstrap's watcher, for root logins too (OpenSSH
+//! refuses `signal` requests without privilege separation) and with no second channel.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use russh::{ChannelMsg, Sig};
 use tokio::time::Instant;
 
 use super::SshSession;
-use crate::transport::{ExecOutput, ExecRequest, ExitStatus, TransportError};
+use crate::transport::capture::Capture;
+use crate::transport::{
+    ExecControl, ExecOutput, ExecRequest, ExitStatus, Stop, StopWatch, TransportError, frame,
+};
 
-/// After SIGTERM, how long the command has to end before SIGKILL and closing the channel.
-const TERM_GRACE: Duration = Duration::from_secs(2);
+/// After KILL, how long the channel may stay open before capstan closes it.
+const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// How the read loop ended.
 enum End {
     /// The server closed the channel: the command is over.
     Closed,
-    /// Past the grace period after a timeout: we closed the channel ourselves.
+    /// Past the wait after KILL: we closed the channel ourselves.
     Abandoned,
     /// The connection went away.
     Lost,
 }
 
+/// Why capstan is ending the command, once it is.
+#[derive(Clone, Copy)]
+enum Ending {
+    TimedOut(Duration),
+    Cancelled,
+}
+
 pub(super) async fn run(
     session: &SshSession,
     req: &ExecRequest,
+    control: &ExecControl,
 ) -> Result<ExecOutput, TransportError> {
+    if frame::has_nul(&req.command) {
+        return Err(TransportError::Other(format!(
+            "`{}`: the command holds a NUL byte",
+            session.target
+        )));
+    }
     let channel = session.handle.channel_open_session().await.map_err(|e| {
         if session.handle.is_closed() || matches!(e, russh::Error::SendError) {
             session.lost(&e)
@@ -39,23 +59,32 @@ pub(super) async fn run(
         }
     })?;
     let (mut reader, writer) = channel.split();
-    let mut group = req.timeout.map(|_| GroupReport::new());
-    let command = match &group {
-        Some(group) => group.wrap(&req.command),
-        None => req.command.clone(),
-    };
     writer
-        .exec(true, command.as_bytes())
+        .exec(true, frame::BOOTSTRAP.as_bytes())
         .await
         .map_err(|e| session.lost(&e))?;
 
     // Fed while reading, so that a command that writes before it reads cannot deadlock us.
-    let stdin = req.stdin.clone();
+    // Never followed by EOF: the end of stdin means "capstan is gone" (see `frame`).
+    // Stdin stays stdin, never folded into the command: it is where secrets travel (an env
+    // file, a password), and a command is text that may be shown or logged.
+    let (command, stdin) = (
+        req.command.clone(),
+        req.stdin.as_deref().unwrap_or_default(),
+    );
+    let parts = [
+        frame::header(command.len(), stdin.len()),
+        command.into_bytes(),
+        stdin.to_vec(),
+        frame::TRAILER.to_vec(),
+    ];
     let feed = async {
-        if let Some(bytes) = stdin {
-            writer.data_bytes(bytes).await?;
+        for part in parts {
+            if !part.is_empty() {
+                writer.data_bytes(part).await?;
+            }
         }
-        writer.eof().await
+        Ok::<(), russh::Error>(())
     };
     let mut feed = std::pin::pin!(feed);
     let mut feeding = true;
@@ -63,60 +92,95 @@ pub(super) async fn run(
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let timer = tokio::time::sleep_until(req.timeout.map_or(far, |t| Instant::now() + t));
     let mut timer = std::pin::pin!(timer);
-    let mut timed_out: Option<Duration> = None;
+    let mut stop = StopWatch::new(control);
+    let mut ending: Option<Ending> = None;
+    let mut termed = false;
+    let mut killed = false;
 
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
+    let mark = control.record_mark.as_deref();
+    let mut stdout = Capture::new(control.output_limit, mark);
+    let mut stderr = Capture::new(control.output_limit, mark);
     let mut status: Option<ExitStatus> = None;
     let mut eof = false;
     let mut confirmed = false;
 
+    // What to do about a timeout or a stop request: TERM (then KILL after the grace), or KILL.
+    enum Act {
+        Term,
+        Kill,
+    }
+
     let end = loop {
-        tokio::select! {
-            msg = reader.wait() => match msg {
-                Some(ChannelMsg::Data { data }) => stdout.extend_from_slice(&data),
-                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                    stderr.extend_from_slice(&data);
-                    if let Some(group) = group.as_mut() {
-                        group.take_from(&mut stderr);
+        let act = tokio::select! {
+            msg = reader.wait() => {
+                match msg {
+                    Some(ChannelMsg::Data { data }) => stdout.push(&data),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.push(&data),
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(i32::MAX)));
                     }
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        status = Some(ExitStatus::Signal(signal_text(&signal_name)));
+                    }
+                    Some(ChannelMsg::Eof) => eof = true,
+                    Some(ChannelMsg::Success) => confirmed = true,
+                    Some(ChannelMsg::Failure) if !confirmed => {
+                        let _ = writer.close().await;
+                        return Err(TransportError::Other(format!(
+                            "`{}` refused to run the command",
+                            session.target
+                        )));
+                    }
+                    Some(ChannelMsg::Close) => break End::Closed,
+                    Some(_) => {}
+                    None => break End::Lost,
                 }
-                Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(i32::MAX)));
-                }
-                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
-                    status = Some(ExitStatus::Signal(signal_text(&signal_name)));
-                }
-                Some(ChannelMsg::Eof) => eof = true,
-                Some(ChannelMsg::Success) => confirmed = true,
-                Some(ChannelMsg::Failure) if !confirmed => {
-                    let _ = writer.close().await;
-                    return Err(TransportError::Other(format!(
-                        "`{}` refused to run the command",
-                        session.target
-                    )));
-                }
-                Some(ChannelMsg::Close) => break End::Closed,
-                Some(_) => {}
-                None => break End::Lost,
-            },
+                continue;
+            }
             result = &mut feed, if feeding => {
                 feeding = false;
                 // A command that exits without reading its stdin closes the channel under
                 // us; the reader sees how it ended.
                 let _ = result;
+                continue;
             }
-            () = &mut timer, if req.timeout.is_some() => {
-                let pgid = group.as_ref().and_then(|g| g.pgid);
-                if timed_out.is_none() {
-                    timed_out = req.timeout;
-                    terminate(session, &writer, pgid, Sig::TERM).await;
-                    timer.as_mut().reset(Instant::now() + TERM_GRACE);
-                } else {
-                    terminate(session, &writer, pgid, Sig::KILL).await;
+            () = &mut timer => {
+                if killed {
                     let _ = writer.close().await;
                     break End::Abandoned;
                 }
+                if ending.is_none() {
+                    ending = Some(Ending::TimedOut(req.timeout.unwrap_or_default()));
+                    Act::Term
+                } else {
+                    Act::Kill
+                }
+            }
+            level = stop.next() => {
+                ending.get_or_insert(Ending::Cancelled);
+                if level == Stop::Kill { Act::Kill } else { Act::Term }
+            }
+        };
+        if feeding {
+            // The command has not all arrived, so it has not started: closing the channel
+            // ends the bootstrap before it runs anything.
+            feeding = false;
+            killed = true;
+            let _ = writer.close().await;
+            timer.as_mut().reset(Instant::now() + AFTER_KILL);
+            continue;
+        }
+        match act {
+            Act::Term if !killed && !termed => {
+                termed = true;
+                let _ = writer.data_bytes(frame::terminate(control.grace)).await;
+                timer.as_mut().reset(Instant::now() + control.grace);
+            }
+            Act::Term => {}
+            Act::Kill => {
+                let _ = writer.data_bytes(frame::KILL.to_vec()).await;
+                killed = true;
+                timer.as_mut().reset(Instant::now() + AFTER_KILL);
             }
         }
     };
@@ -126,8 +190,9 @@ pub(super) async fn run(
     {
         return Err(session.lost(&"the connection closed"));
     }
-    let status = match (timed_out, status) {
-        (Some(after), _) => ExitStatus::TimedOut(after),
+    let status = match (ending, status) {
+        (Some(Ending::TimedOut(after)), _) => ExitStatus::TimedOut(after),
+        (Some(Ending::Cancelled), _) => ExitStatus::Cancelled,
         (None, Some(status)) => status,
         (None, None) => {
             return Err(TransportError::Other(format!(
@@ -136,95 +201,15 @@ pub(super) async fn run(
             )));
         }
     };
+    let (stdout, stdout_cuts) = stdout.finish();
+    let (stderr, stderr_cuts) = stderr.finish();
     Ok(ExecOutput {
         stdout,
         stderr,
         status,
+        stdout_cuts,
+        stderr_cuts,
     })
-}
-
-/// Sends `sig` to the command: as a channel request, which OpenSSH (7.9+) delivers to the
-/// command's process group, but not for root logins ("session signalling requires privilege
-/// separation"); so also with `kill` on a second channel, when the group is known.
-async fn terminate<S>(
-    session: &SshSession,
-    channel: &russh::ChannelWriteHalf<S>,
-    pgid: Option<u32>,
-    sig: Sig,
-) where
-    S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static,
-{
-    let name = signal_text(&sig);
-    let _ = channel.signal(sig).await;
-    if let Some(pgid) = pgid {
-        // Its own task: this channel must keep being read meanwhile, or a command that
-        // floods its output would stall the connection under the `kill`.
-        let handle = Arc::clone(&session.handle);
-        tokio::spawn(async move {
-            let Ok(mut kill) = handle.channel_open_session().await else {
-                return;
-            };
-            let command = format!("kill -{name} -- -{pgid} 2>/dev/null; exit 0");
-            if kill.exec(false, command).await.is_err() {
-                return;
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                while let Some(msg) = kill.wait().await {
-                    if let ChannelMsg::Close = msg {
-                        break;
-                    }
-                }
-            })
-            .await;
-        });
-    }
-}
-
-/// For commands with a timeout: the login shell first prints its PID (which is the process
-/// group sshd made for the command) on stderr, in a marked line that is taken out again.
-/// Needs a POSIX login shell (sh, bash, dash, ksh, zsh).
-struct GroupReport {
-    marker: String,
-    pgid: Option<u32>,
-    /// Stop looking after this much stderr without the marker.
-    given_up: bool,
-}
-
-impl GroupReport {
-    fn new() -> GroupReport {
-        GroupReport {
-            marker: format!("\u{1f}capstan-pgid:{:016x}:", rand::random::<u64>()),
-            pgid: None,
-            given_up: false,
-        }
-    }
-
-    fn wrap(&self, command: &str) -> String {
-        // printf turns `\037` into the marker's leading U+001F.
-        let visible = &self.marker[1..];
-        format!("printf '\\037{visible}%s\\n' \"$$\" >&2; {command}")
-    }
-
-    /// Finds the marked line in `stderr`, records the PID, and removes the line.
-    fn take_from(&mut self, stderr: &mut Vec<u8>) {
-        if self.pgid.is_some() || self.given_up {
-            return;
-        }
-        let marker = self.marker.as_bytes();
-        let Some(at) = stderr.windows(marker.len()).position(|w| w == marker) else {
-            self.given_up = stderr.len() > 64 * 1024;
-            return;
-        };
-        let digits_at = at + marker.len();
-        let Some(newline) = stderr[digits_at..].iter().position(|&b| b == b'\n') else {
-            return;
-        };
-        self.pgid = std::str::from_utf8(&stderr[digits_at..digits_at + newline])
-            .ok()
-            .and_then(|d| d.parse().ok());
-        stderr.drain(at..=digits_at + newline);
-        self.given_up = self.pgid.is_none();
-    }
 }
 
 /// Signal name without `SIG`, as OpenSSH sends it.
@@ -252,25 +237,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn group_report_is_found_across_chunks_and_removed() {
-        let mut report = GroupReport::new();
-        let wrapped = report.wrap("make");
-        assert!(
-            wrapped.starts_with("printf '\\037capstan-pgid:"),
-            "{wrapped}"
-        );
-        assert!(wrapped.ends_with("\"$$\" >&2; make"), "{wrapped}");
-
-        let line = format!("{}4242\n", report.marker);
-        let (first, second) = line.as_bytes().split_at(10);
-        let mut stderr = b"motd\n".to_vec();
-        stderr.extend_from_slice(first);
-        report.take_from(&mut stderr);
-        assert_eq!(report.pgid, None);
-        stderr.extend_from_slice(second);
-        stderr.extend_from_slice(b"real error\n");
-        report.take_from(&mut stderr);
-        assert_eq!(report.pgid, Some(4242));
-        assert_eq!(stderr, b"motd\nreal error\n");
+    fn signal_names_lose_their_sig_prefix() {
+        assert_eq!(signal_text(&Sig::TERM), "TERM");
+        assert_eq!(signal_text(&Sig::Custom("SIGWINCH".into())), "WINCH");
     }
 }

@@ -78,12 +78,10 @@ impl Client {
     fn check(&self, key: &PublicKey) -> Result<(), TransportError> {
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         *lock(&self.shared.fingerprint) = Some(fingerprint.clone());
-        let unreadable = |e: std::io::Error| {
-            TransportError::Other(format!(
-                "cannot check the host key of `{}`: known_hosts `{}`: {e}",
-                self.display,
-                self.known_hosts.display()
-            ))
+        let unreadable = |e: known_hosts::Unusable| TransportError::KnownHostsUnusable {
+            host: self.display.clone(),
+            path: self.known_hosts.clone(),
+            reason: e.to_string(),
         };
         let algorithm = key.algorithm().as_str().to_owned();
         match known_hosts::check(&self.known_hosts, &self.key_name, key).map_err(unreadable)? {

@@ -4,9 +4,15 @@
 //! comments, stops at the first key of the same type (a host may have several), and knows
 //! neither markers nor negated or wildcard patterns; this one follows sshd(8)'s
 //! "SSH_KNOWN_HOSTS FILE FORMAT".
+//!
+//! Like OpenSSH, the file is read as bytes: a line that is not UTF-8 (a Latin-1 comment, say)
+//! is no reason to refuse the others. Unlike a missing file (which knows no host), a path
+//! that is a directory, FIFO, device or socket, or that cannot be read, is refused; it is
+//! looked at with `stat` first and opened non-blocking, so a FIFO never hangs the run.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -83,15 +89,72 @@ fn matching_entries<'a>(text: &'a str, name: &str, mut f: impl FnMut(Entry<'a>))
     }
 }
 
+/// Can the file at `path` be used? `Err` says why not, for "known_hosts `PATH` {why}".
+/// A missing file can (it knows no host, and accept-new creates it).
+pub(crate) fn usable(path: &Path) -> Result<(), String> {
+    match read(path) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Why a known_hosts path is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unusable {
+    #[error("is {0}, not a file")]
+    NotAFile(&'static str),
+    #[error("cannot be used: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The text of the known_hosts file at `path` (invalid UTF-8 replaced, line by line), or
+/// `None` when there is no such file. Never blocks: a FIFO is refused before it is opened.
+pub(crate) fn read(path: &Path) -> Result<Option<String>, Unusable> {
+    match fs::metadata(path) {
+        Ok(meta) => check_kind(&meta.file_type())?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut file = open_nonblocking(path, OpenOptions::new().read(true))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Opens without blocking on a FIFO that replaced the file since it was looked at, then
+/// checks what was opened.
+fn open_nonblocking(path: &Path, options: &mut OpenOptions) -> Result<File, Unusable> {
+    let file = options
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    check_kind(&file.metadata()?.file_type())?;
+    Ok(file)
+}
+
+fn check_kind(kind: &fs::FileType) -> Result<(), Unusable> {
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(Unusable::NotAFile(what))
+}
+
 /// Looks `key` up for `name` (see [`lookup_name`]) in the file at `path`.
 /// A missing file knows no host.
-pub(crate) fn check(path: &Path, name: &str, key: &PublicKey) -> io::Result<Verdict> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Verdict::Unknown),
-        Err(e) => return Err(e),
-    };
-    Ok(verdict(&text, name, key))
+pub(crate) fn check(path: &Path, name: &str, key: &PublicKey) -> Result<Verdict, Unusable> {
+    Ok(match read(path)? {
+        Some(text) => verdict(&text, name, key),
+        None => Verdict::Unknown,
+    })
 }
 
 fn verdict(text: &str, name: &str, key: &PublicKey) -> Verdict {
@@ -133,7 +196,7 @@ fn verdict(text: &str, name: &str, key: &PublicKey) -> Verdict {
 /// Key types recorded for `name`, in file order, so the key exchange can ask the server for
 /// a key we know (as OpenSSH does) rather than one we would have to call unknown.
 pub(crate) fn known_algorithms(path: &Path, name: &str) -> Vec<Algorithm> {
-    let Ok(text) = fs::read_to_string(path) else {
+    let Ok(Some(text)) = read(path) else {
         return Vec::new();
     };
     let mut out: Vec<Algorithm> = Vec::new();
@@ -160,34 +223,38 @@ static LEARN: Mutex<()> = Mutex::new(());
 
 /// Appends `name key` to the file at `path` (creating it and its directory), unless a
 /// concurrent connection recorded the same key meanwhile. Returns the new line's number.
-pub(crate) fn learn(path: &Path, name: &str, key: &PublicKey) -> io::Result<usize> {
+pub(crate) fn learn(path: &Path, name: &str, key: &PublicKey) -> Result<usize, Unusable> {
     let _guard = LEARN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)?;
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
+    if let Ok(meta) = fs::metadata(path) {
+        check_kind(&meta.file_type())?;
+    }
+    let mut file = open_nonblocking(
+        path,
+        OpenOptions::new().read(true).append(true).create(true),
+    )?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     match verdict(&text, name, key) {
         Verdict::Unknown => {}
         Verdict::Known => return Ok(line_of(&text, name, key)),
         Verdict::Changed { line } | Verdict::Revoked { line } => {
             return Err(io::Error::other(format!(
                 "line {line} now has a different key for `{name}`"
-            )));
+            ))
+            .into());
         }
     }
     let openssh = key.to_openssh().map_err(io::Error::other)?;
     // Drop the comment: the file says which host the key is for.
     let mut fields = openssh.split_ascii_whitespace();
     let (Some(kind), Some(blob)) = (fields.next(), fields.next()) else {
-        return Err(io::Error::other("cannot encode the host key"));
+        return Err(io::Error::other("cannot encode the host key").into());
     };
     let mut record = String::new();
     if !text.is_empty() && !text.ends_with('\n') {
@@ -372,6 +439,47 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("[h]:2222 {ED_A}\nh {ED_B}\n"));
         assert!(learn(&path, "h", &key(ED_A)).is_err());
+    }
+
+    #[test]
+    fn a_latin1_comment_does_not_hide_the_other_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let mut bytes = b"# caf\xe9 (Latin-1)\n".to_vec();
+        bytes.extend_from_slice(format!("h {ED_A}\n").as_bytes());
+        bytes.extend_from_slice(b"\xff\xfe garbage line\n");
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(check(&path, "h", &key(ED_A)).unwrap(), Verdict::Known);
+        assert_eq!(
+            check(&path, "h", &key(ED_B)).unwrap(),
+            Verdict::Changed { line: 2 }
+        );
+        assert_eq!(learn(&path, "g", &key(ED_B)).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_directory_fifo_or_device_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for (path, why) in [
+            (dir.path().to_path_buf(), "is a directory, not a file"),
+            (fifo.clone(), "is a FIFO, not a file"),
+            (
+                Path::new("/dev/null").to_path_buf(),
+                "is a device, not a file",
+            ),
+        ] {
+            assert_eq!(usable(&path), Err(why.to_owned()), "{}", path.display());
+            assert!(check(&path, "h", &key(ED_A)).is_err());
+            assert!(learn(&path, "h", &key(ED_A)).is_err());
+            assert!(known_algorithms(&path, "h").is_empty());
+        }
+        assert_eq!(usable(&dir.path().join("missing")), Ok(()));
     }
 
     #[test]

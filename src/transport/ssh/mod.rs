@@ -11,8 +11,13 @@
 //!   target's identity files, agent, known_hosts, policy and timeout (never its password).
 //! - The connect timeout covers TCP, handshake and authentication, for every hop; key
 //!   passphrases are asked for before it starts.
-//! - A command with a timeout gets SIGTERM, then SIGKILL 2 s later, in its process group;
-//!   this needs a POSIX login shell on the host (see `exec::GroupReport`).
+//! - Every exec request is the same fixed bootstrap; the command and its stdin travel on
+//!   the channel (see `transport::frame`). A command past its timeout, or asked to stop,
+//!   gets TERM, then KILL after the grace period, in its process group; a command whose
+//!   channel closes under it (capstan killed, network gone) is killed by the host itself.
+//!   This needs a POSIX login shell and `head -c` on the host.
+//! - A known_hosts path that is not a regular file (a directory, FIFO, device) or cannot be
+//!   read is refused before connecting, as a host key problem; a FIFO is never opened.
 
 mod auth;
 mod config;
@@ -29,7 +34,7 @@ use russh::{Disconnect, Preferred};
 
 pub use self::config::{DEFAULT_CONNECT_TIMEOUT, ResolvedTarget, resolve};
 use self::handler::{Client, ClientError, Shared};
-use super::{ConnectOptions, ExecOutput, ExecRequest, TransportError};
+use super::{ConnectOptions, ExecControl, ExecOutput, ExecRequest, TransportError};
 use crate::inventory::Host;
 
 /// With no reply to this many keepalives, sent this often, the connection is dead.
@@ -62,6 +67,16 @@ impl SshSession {
         target: &ResolvedTarget,
         interactive: bool,
     ) -> Result<Self, TransportError> {
+        // Before any connection: a known_hosts that cannot be used is a host key problem.
+        for hop in target.jumps.iter().chain(std::iter::once(target)) {
+            known_hosts::usable(&hop.known_hosts).map_err(|reason| {
+                TransportError::KnownHostsUnusable {
+                    host: target.name.clone(),
+                    path: hop.known_hosts.clone(),
+                    reason,
+                }
+            })?;
+        }
         let mut jumps: Vec<Handle<Client>> = Vec::with_capacity(target.jumps.len());
         for (i, hop) in target.jumps.iter().enumerate() {
             let via = jumps
@@ -83,9 +98,18 @@ impl SshSession {
         })
     }
 
-    /// Runs one command on a new channel; see [`ExecRequest`].
+    /// Runs one command on a new channel; see [`ExecRequest`] and [`super::Session::exec`].
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, TransportError> {
-        exec::run(self, req).await
+        exec::run(self, req, &ExecControl::internal()).await
+    }
+
+    /// Runs one command on a new channel, under `control`.
+    pub async fn exec_with(
+        &self,
+        req: &ExecRequest,
+        control: &ExecControl,
+    ) -> Result<ExecOutput, TransportError> {
+        exec::run(self, req, control).await
     }
 
     /// `SHA256:...` of the host key this connection was checked against.
