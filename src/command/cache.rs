@@ -5,7 +5,6 @@ use crate::cli::{CacheAction, CacheArgs};
 use crate::error::{Error, exit};
 use crate::inventory::Inventory;
 use crate::secrets;
-use crate::transport::Session;
 
 /// `capstan cache show|clear`: the local store's files, or each host's remote store.
 pub fn run(args: &CacheArgs) -> Result<i32, Error> {
@@ -20,7 +19,9 @@ pub fn run(args: &CacheArgs) -> Result<i32, Error> {
             Ok(exit::SUCCESS)
         }
         Backend::Local(store) => Ok(cache_local(&store, &hosts, args.action)),
-        Backend::Remote { ttl } => cache_remote(&hosts, args, ttl),
+        Backend::Remote { ttl } => {
+            cache_remote(&hosts, args, ttl, inventory.settings.connect_concurrency())
+        }
     }
 }
 
@@ -55,6 +56,7 @@ fn cache_remote(
     hosts: &[&crate::inventory::Host],
     args: &CacheArgs,
     ttl: std::time::Duration,
+    concurrency: usize,
 ) -> Result<i32, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -64,18 +66,23 @@ fn cache_remote(
     let backend = Backend::Remote { ttl };
     let mut code = exit::SUCCESS;
     runtime.block_on(async {
+        // One helper connects everywhere at once; the hosts are then shown in order.
+        let connected = crate::connect::all(hosts, &opts, concurrency).await;
+        for (name, e) in &connected.unreachable {
+            eprintln!("{name}: {}", secrets::mask(&e.to_string()));
+            code = exit::HOSTS_FAILED;
+        }
+        for (name, why) in &connected.key_problems {
+            eprintln!("{name}: {}", secrets::mask(why));
+            code = exit::HOSTS_FAILED;
+        }
         for h in hosts {
-            let session = match Session::connect(h, &opts).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {}", h.name, secrets::mask(&e.to_string()));
-                    code = exit::HOSTS_FAILED;
-                    continue;
-                }
+            let Some((session, _)) = connected.sessions.get(&h.name) else {
+                continue;
             };
             match args.action {
                 CacheAction::Show => {
-                    let (cache, warning) = backend.load(&h.name, &session).await;
+                    let (cache, warning) = backend.load(&h.name, session).await;
                     if let Some(w) = warning {
                         eprintln!("warning: {}: {w}", h.name);
                     }
@@ -100,8 +107,8 @@ fn cache_remote(
                     }
                 }
             }
-            session.close().await;
         }
+        connected.close().await;
     });
     Ok(code)
 }

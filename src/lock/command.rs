@@ -56,7 +56,8 @@ pub(crate) async fn connect(
     let hosts = inventory
         .select(limit.unwrap_or("all"))
         .map_err(|e| Error::Refused(format!("--limit: {e}")))?;
-    let connected = crate::connect::all(&hosts, opts, 50).await;
+    let connected =
+        crate::connect::all(&hosts, opts, inventory.settings.connect_concurrency()).await;
     let mut failed: Vec<(String, String)> = connected
         .unreachable
         .iter()

@@ -97,9 +97,10 @@ if __cl_mine {token}; then echo "{MARK}acquired"; exit 0; fi
 
 /// A condition (one shell command, no output) that holds while the lock is ours. Run right
 /// before every step of a run, so that a run whose lock was broken starts nothing more.
+/// The shell's own `read` (no process) reads the token.
 pub fn fence_check(s: &LockSettings, token: &str) -> String {
     format!(
-        "[ \"$(cat {dir}/{LOCK_NAME}/token 2>/dev/null)\" = {token} ]",
+        "{{ IFS= read -r __cf_t < {dir}/{LOCK_NAME}/token; }} 2>/dev/null && [ \"$__cf_t\" = {token} ]",
         dir = s.lock_dir.shell
     )
 }
@@ -410,6 +411,26 @@ mod tests {
         assert_eq!(old.info.and_then(|i| i.run).as_deref(), Some("0123abcd"));
         assert_eq!(sh(&heartbeat(&s, "new"), ""), Reply::Beat);
         assert_eq!(sh(&heartbeat(&s, "old"), ""), Reply::Lost);
+    }
+
+    #[test]
+    fn the_fence_holds_only_while_the_lock_carries_our_token() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = settings(dir.path());
+        let holds = |token: &str| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(fence_check(&s, token))
+                .status()
+                .map(|st| st.success())
+                .unwrap_or(false)
+        };
+        assert!(!holds("mine"), "no lock: no fence passes");
+        sh(&acquire(&s, "mine", false, false, &[]), &info_json("me@m"));
+        assert!(holds("mine"));
+        assert!(!holds("theirs"));
+        sh(&release_own(&s, "mine", false), "");
+        assert!(!holds("mine"), "released: the fence closes");
     }
 
     #[test]
