@@ -42,7 +42,7 @@ use crate::engine::host::HostState;
 use crate::engine::{ClusterOutcome, ClusterRunner, Shared};
 use crate::playbook::{Action, Play};
 
-pub use spec::{DtrKind, DtrTask};
+pub use spec::DtrKind;
 
 /// The DTR kinds, as the engine's cluster task interface.
 pub(crate) struct Runner;

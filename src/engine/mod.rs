@@ -30,9 +30,7 @@ use crate::transport::{ConnectOptions, Session};
 use crate::vars::Vars;
 
 pub use crate::stop::Interrupt;
-pub use play::{
-    DeclinedTasks, SelectionError, check_tags, playbook_tags, select_tasks, start_at_task,
-};
+pub use play::{DeclinedTasks, check_tags, select_tasks, start_at_task};
 
 /// Default timeout of one command when neither the task nor the inventory sets one.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);

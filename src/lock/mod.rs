@@ -22,8 +22,8 @@ use crate::report::event::{Event, LockState};
 use crate::stop::Interrupt;
 use crate::transport::{ExecRequest, Session};
 
-pub use info::{Found, LockInfo, machine, who};
-pub use settings::{LockSettings, RemotePath};
+pub use info::{Found, LockInfo, machine};
+pub use settings::LockSettings;
 
 use script::Reply;
 
