@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what capstan's test suite needs on a fresh Debian machine, when missing:
-# OpenSSH's server and client (real sshd test hosts), sudo (`become` tests), and
-# ssh-agent (part of openssh-client). Safe to run again; installs nothing that is present.
+# OpenSSH's server and client (real sshd test hosts), sudo (`become` tests), ssh-agent
+# (part of openssh-client), python3 (the DTR simulator), groff (the man page check). Safe to run again; installs nothing that is present.
 set -euo pipefail
 
 need=()
@@ -9,6 +9,12 @@ need=()
 command -v ssh-keygen >/dev/null && command -v ssh-agent >/dev/null || need+=(openssh-client)
 command -v sudo >/dev/null || need+=(sudo)
 command -v pgrep >/dev/null || need+=(procps)
+# The DTR simulator (tests/sim) runs on the test hosts in python3; `capstan man` is checked
+# with groff; the security tests use setpriv and script (util-linux, bsdutils).
+command -v python3 >/dev/null || need+=(python3)
+command -v groff >/dev/null || need+=(groff-base)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v script >/dev/null || need+=(bsdutils)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2
