@@ -57,7 +57,10 @@ pub struct PlannedTask {
     /// The command that would run (secrets masked).
     pub command: Option<String>,
     pub diff: Option<String>,
-    /// Digest of the queried state: status, note, command, diff and query output.
+    /// Digest of the decision and the inputs that produced it: the status, the rendered
+    /// command and the diff (a file's old and new content, a mode). Never the note or the
+    /// output: they are prose for a person and may hold ages and times ("newest backup 1h
+    /// old"), which would make every plan drift a minute later.
     pub state: String,
 }
 
@@ -68,10 +71,8 @@ impl PlannedTask {
         let mut h = Sha256::new();
         for part in [
             r.status.as_str(),
-            r.note.as_deref().unwrap_or(""),
             r.command.as_deref().unwrap_or(""),
             r.diff.as_deref().unwrap_or(""),
-            &r.stdout,
         ] {
             let part = crate::secrets::mask(part);
             h.update((part.len() as u64).to_le_bytes());
@@ -184,18 +185,13 @@ pub fn drift(
                     "host {host}: task \"{}\" was planned ({}) but is not reached now",
                     b.task, b.status
                 )),
-                Some(a) if a.state != b.state => out.push(format!(
-                    "host {host}: task \"{}\": the plan said {}{}, the host now says {}{}",
-                    b.task,
-                    describe(b),
-                    b.note
-                        .as_deref()
-                        .map_or_else(String::new, |n| format!(" ({n})")),
-                    describe(a),
-                    a.note
-                        .as_deref()
-                        .map_or_else(String::new, |n| format!(" ({n})")),
-                )),
+                Some(a) if a.state != b.state => {
+                    out.push(format!(
+                        "host {host}: task \"{}\": {}",
+                        b.task,
+                        what_drifted(b, a)
+                    ));
+                }
                 Some(_) => {}
             }
         }
@@ -210,6 +206,44 @@ pub fn drift(
         }
     }
     out
+}
+
+/// The part of the decision that differs, with both sides.
+fn what_drifted(planned: &PlannedTask, now: &PlannedTask) -> String {
+    let note = |t: &PlannedTask| {
+        t.note
+            .as_deref()
+            .map_or_else(String::new, |n| format!(" ({n})"))
+    };
+    if planned.status != now.status {
+        return format!(
+            "the plan said {}{}, the host now says {}{}",
+            describe(planned),
+            note(planned),
+            describe(now),
+            note(now)
+        );
+    }
+    if planned.command != now.command {
+        return format!(
+            "the command was `{}` in the plan and is `{}` now",
+            planned.command.as_deref().unwrap_or(""),
+            now.command.as_deref().unwrap_or("")
+        );
+    }
+    let first_difference = |a: &str, b: &str| {
+        a.lines().zip(b.lines()).find(|(x, y)| x != y).map_or_else(
+            || "one is longer than the other".to_owned(),
+            |(x, y)| format!("`{x}` in the plan, `{y}` now"),
+        )
+    };
+    format!(
+        "the change differs from the plan's ({})",
+        first_difference(
+            planned.diff.as_deref().unwrap_or(""),
+            now.diff.as_deref().unwrap_or("")
+        )
+    )
 }
 
 fn describe(t: &PlannedTask) -> &str {
@@ -291,6 +325,51 @@ mod tests {
             drift(&a, &b)
                 .iter()
                 .any(|l| l == "host h2: not in the plan")
+        );
+    }
+
+    fn decided(status: Status, note: &str, command: &str, diff: &str) -> PlannedTask {
+        PlannedTask::from_report(&TaskReport {
+            host: "h1".into(),
+            play: "p".into(),
+            task: "t".into(),
+            task_index: 0,
+            kind: "command",
+            status,
+            check_mode: true,
+            note: Some(note.into()),
+            command: Some(command.into()),
+            exit: None,
+            stdout: format!("{note} at some time"),
+            stderr: String::new(),
+            diff: Some(diff.into()),
+            duration: std::time::Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn a_plan_compares_decisions_not_prose() {
+        let plan = |t: PlannedTask| BTreeMap::from([("h1".to_owned(), vec![t])]);
+        let made = decided(Status::Ok, "newest backup 1h old", "check", "");
+        let later = decided(Status::Ok, "newest backup 1h 1m 2s old", "check", "");
+        assert!(
+            drift(&plan(made.clone()), &plan(later)).is_empty(),
+            "ages and output are prose: no drift"
+        );
+        let other_cmd = decided(Status::Ok, "x", "upgrade to 2.7.3", "");
+        assert_eq!(
+            drift(&plan(made.clone()), &plan(other_cmd)),
+            [
+                "host h1: task \"t\": the command was `check` in the plan and is `upgrade to 2.7.3` now"
+            ]
+        );
+        let a = decided(Status::Changed, "x", "write", "-a\n+port = 80\n");
+        let b = decided(Status::Changed, "x", "write", "-a\n+port = 81\n");
+        assert_eq!(
+            drift(&plan(a), &plan(b)),
+            [
+                "host h1: task \"t\": the change differs from the plan's (`+port = 80` in the plan, `+port = 81` now)"
+            ]
         );
     }
 

@@ -445,3 +445,35 @@ fn diff_context_lines_are_configurable() {
         default.stdout
     );
 }
+
+#[test]
+fn a_plan_compares_decisions_so_output_that_changes_with_time_is_no_drift() {
+    let fleet = Fleet::start(1);
+    let p = project(
+        &fleet,
+        "",
+        r#"
+[[plays]]
+hosts = "all"
+[[plays.tasks]]
+name = "clock"
+command = "date +%s%N"
+changed_when = "false"
+[[plays.tasks]]
+name = "marker"
+command = "touch \"$HOST_DIR/marker\""
+creates = "{{ host_dir }}/marker"
+"#,
+    );
+    run(&p, &fleet, &["--check", "--plan-out", "plan.json"]).code(0);
+    // Between plan and apply (an approval, in CI) the query's output changes: the decisions
+    // (ok; would run `touch …`) do not, and the plan applies.
+    let applied = p.run(&[
+        "apply",
+        "plan.json",
+        "-F",
+        &fleet.ssh_config().to_string_lossy(),
+    ]);
+    applied.code(0);
+    assert!(fleet.host(0).state_dir.join("marker").exists());
+}
