@@ -122,15 +122,21 @@ struct Claim<'a> {
     break_stale: bool,
 }
 
-/// Runs a lock script on one host and reads its answer.
+/// Runs a lock script on one host and reads its answer. What the script reads on stdin (the
+/// holder's `info`, an audit record: one line of JSON each, public and already masked) rides
+/// in the script as a here-document, which spares the host spooling a stdin per lock script.
 async fn ask(
     session: &Session,
     text: String,
     stdin: Option<Vec<u8>>,
 ) -> Result<(String, Reply), String> {
+    let command = match stdin {
+        Some(data) => script::with_input(&text, &String::from_utf8_lossy(&data)),
+        None => text,
+    };
     let req = ExecRequest {
-        command: text,
-        stdin,
+        command,
+        stdin: None,
         timeout: Some(SCRIPT_TIMEOUT),
     };
     // The lock's own scripts pass no fence: they are what the fence checks.

@@ -105,6 +105,17 @@ pub fn fence_check(s: &LockSettings, token: &str) -> String {
     )
 }
 
+/// `text` reading `input` as its stdin, through a here-document. `input` is lines of JSON
+/// (no line can equal the random end marker, which is hex).
+pub fn with_input(text: &str, input: &str) -> String {
+    let mark = format!("__CAPSTAN_INPUT_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let mut input = input.to_owned();
+    if !input.ends_with('\n') {
+        input.push('\n');
+    }
+    format!("exec 0<<'{mark}'\n{input}{mark}\n{text}")
+}
+
 /// A run id as [`LockInfo`] makes them (hex): safe inside a shell word and a pattern.
 fn is_run_id(run: &str) -> bool {
     !run.is_empty() && run.len() <= 64 && run.bytes().all(|b| b.is_ascii_hexdigit())
@@ -431,6 +442,18 @@ mod tests {
         assert!(!holds("theirs"));
         sh(&release_own(&s, "mine", false), "");
         assert!(!holds("mine"), "released: the fence closes");
+    }
+
+    #[test]
+    fn input_in_a_here_document_is_read_as_stdin() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = settings(dir.path());
+        let text = with_input(&acquire(&s, "tok", false, false, &[]), &info_json("a@m"));
+        assert_eq!(sh(&text, ""), Reply::Acquired { took_over: None });
+        let Reply::Held(found) = sh(&status(&s), "") else {
+            panic!("not held");
+        };
+        assert_eq!(found.info.map(|i| i.who).as_deref(), Some("a@m"));
     }
 
     #[test]
