@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-/// Lines of context around each change in `--diff` unless `--diff-context` says otherwise.
-pub const DEFAULT_DIFF_CONTEXT: usize = 3;
+pub use crate::engine::DEFAULT_DIFF_CONTEXT;
 
 #[derive(Debug, Parser)]
 #[command(

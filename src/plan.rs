@@ -43,7 +43,7 @@ pub struct PlanOptions {
 }
 
 fn default_diff_context() -> usize {
-    crate::cli::DEFAULT_DIFF_CONTEXT
+    crate::engine::DEFAULT_DIFF_CONTEXT
 }
 
 /// One task's decision on one host.

@@ -229,3 +229,61 @@ fn json_lines_report_and_junit_describe_a_run_over_ssh() {
         .count();
     assert_eq!(failures, 1, "{xml}");
 }
+
+#[test]
+fn two_copies_of_one_inventory_exclude_each_other_on_the_same_hosts() {
+    let fleet = Fleet::start(2);
+    let p = project(&fleet, "[settings]\ncluster = \"prod\"\n", SLOW);
+    let text = std::fs::read_to_string(p.path("inventory.toml")).expect("inventory");
+    p.file(
+        "inventory-copy.toml",
+        &text.replace("cluster = \"prod\"", "cluster = \"prod-copy\""),
+    );
+    let config = fleet.ssh_config().to_string_lossy().into_owned();
+    let args = |inv: &'static str, msg: &'static str| {
+        vec![
+            "run".to_owned(),
+            "site.toml".into(),
+            "-i".into(),
+            inv.into(),
+            "-F".into(),
+            config.clone(),
+            "--no-cache".into(),
+            "-m".into(),
+            msg.into(),
+        ]
+    };
+    let spawn = |a: Vec<String>| p.spawn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = spawn(args("inventory.toml", "from the original"));
+    let b = spawn(args("inventory-copy.toml", "from the copy"));
+    let (a, b) = (finish(a), finish(b));
+    let mut codes = [a.code, b.code];
+    codes.sort_unstable();
+    assert_eq!(
+        codes,
+        [0, 3],
+        "A:\n{}{}\nB:\n{}{}",
+        a.stdout,
+        a.stderr,
+        b.stdout,
+        b.stderr
+    );
+    let (loser, holder) = if a.code == 3 {
+        (&a, "from the copy")
+    } else {
+        (&b, "from the original")
+    };
+    assert!(
+        loser.stderr.contains("is locked; nothing was changed"),
+        "{}",
+        loser.stderr
+    );
+    assert!(
+        loser.stderr.contains(holder),
+        "names the holder: {}",
+        loser.stderr
+    );
+    for h in fleet.hosts() {
+        assert_eq!(lines(&h.state_dir.join("log")), 1, "{} ran once", h.name);
+    }
+}

@@ -32,6 +32,9 @@ use crate::vars::Vars;
 pub use crate::stop::Interrupt;
 pub use play::{DeclinedTasks, check_tags, select_tasks, start_at_task};
 
+/// Lines of context around each change in `--diff`, unless `--diff-context` says otherwise.
+pub const DEFAULT_DIFF_CONTEXT: usize = 3;
+
 /// Default timeout of one command when neither the task nor the inventory sets one.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
