@@ -49,6 +49,8 @@ __cl_show() {{
 }}
 __cl_break() {{ mv "$d" "$d.broken.$$" 2>/dev/null && rm -rf "$d.broken.$$"; }}
 __cl_mine() {{ [ "$(cat "$d/token" 2>/dev/null)" = "$1" ]; }}
+# Released while we read it (hosts sharing a filesystem release one lock together): free.
+__cl_gone_now() {{ [ -d "$d" ] || {{ echo "{MARK}free"; exit 0; }}; }}
 "#,
         dir = s.lock_dir.shell,
         stale = s.stale_secs(),
@@ -156,7 +158,7 @@ else echo "{MARK}released"; fi
 pub fn status(s: &LockSettings) -> String {
     let mut text = prologue(s);
     text.push_str(&format!(
-        "if [ -d \"$d\" ]; then __cl_state; __cl_show held; else echo \"{MARK}free\"; fi\n"
+        "if [ -d \"$d\" ]; then __cl_state; __cl_gone_now; __cl_show held; else echo \"{MARK}free\"; fi\n"
     ));
     text
 }
@@ -183,6 +185,7 @@ pub fn release(s: &LockSettings, mode: ReleaseMode) -> String {
     text.push_str(&format!(
         r#"[ -d "$d" ] || {{ echo "{MARK}free"; exit 0; }}
 __cl_state
+__cl_gone_now
 if {test}; then
   __cl_show released
   # Gone already: another host sharing this filesystem removed it.
@@ -454,6 +457,23 @@ mod tests {
             panic!("not held");
         };
         assert_eq!(found.info.map(|i| i.who).as_deref(), Some("a@m"));
+    }
+
+    #[test]
+    fn a_lock_released_while_being_read_is_free_not_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = settings(dir.path());
+        // A lock whose heartbeat is not written yet: reading it waits a second, during which
+        // another host on the same filesystem releases it.
+        let lock = dir.path().join("lock").join(LOCK_NAME);
+        std::fs::create_dir_all(&lock).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(lock.join("manual"), "").unwrap_or_else(|e| panic!("{e}"));
+        let remover = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let _ = std::fs::remove_dir_all(&lock);
+        });
+        assert_eq!(sh(&release(&s, ReleaseMode::Stale), ""), Reply::Free);
+        let _ = remover.join();
     }
 
     #[test]
