@@ -322,9 +322,22 @@ pub enum RunOutput {
     Json,
 }
 
+/// When human output is in colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless `NO_COLOR` is set or in CI (`CLICOLOR_FORCE` forces it on)
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Reports")]
 pub struct ReportArgs {
+    /// Colour the status words and the recap; wins over `NO_COLOR` and `CLICOLOR_FORCE`
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    pub color: ColorWhen,
     /// `json`: one JSON object per line on stdout for every event, and no human output
     #[arg(long, value_enum, default_value_t = RunOutput::Human, value_name = "FORMAT")]
     pub output: RunOutput,

@@ -17,4 +17,5 @@ mod security;
 mod security_transport;
 mod settings;
 mod support;
+mod terminal;
 mod transport;

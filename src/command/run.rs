@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use super::{connect_options, lock_options, say};
-use crate::cli::{ReportArgs, RunArgs, RunOutput, ValidateArgs};
+use crate::cli::{ColorWhen, ReportArgs, RunArgs, RunOutput, ValidateArgs};
 use crate::error::{Error, exit};
 use crate::job::{Finished, Job, JobSpec};
 use crate::last_run::{self, LastRun};
 use crate::plan::{self, PlanOptions, SavedPlan};
+use crate::report::colour::{self, ColourChoice, ColourEnv};
 use crate::report::event::Status;
 use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::{HumanReporter, live_view_wanted};
@@ -98,7 +99,8 @@ fn prepare(args: &RunArgs) -> Result<Option<Job>, Error> {
         }
     }
     if let Some(staging) = &args.require_converged {
-        require_converged(&spec, staging, args.verbose, json)?;
+        let colour = colour::wanted(colour_choice(args.reports.color), &ColourEnv::current());
+        require_converged(&spec, staging, (args.verbose, colour), json)?;
     }
     let mut job = Job::load(spec)?;
     if habits.step {
@@ -136,13 +138,22 @@ pub(crate) fn execute_reported(
 /// and `--junit`.
 pub(crate) fn reporters(args: &ReportArgs, verbose: u8, playbook: &Path) -> Fanout {
     let json = args.output == RunOutput::Json;
-    let human = (!json).then(|| HumanReporter::new(live_view_wanted(), verbose > 0));
+    let colour = colour::wanted(colour_choice(args.color), &ColourEnv::current());
+    let human = (!json).then(|| HumanReporter::new(live_view_wanted(), verbose, colour));
     let files = ReportFiles {
         report: args.report.clone(),
         junit: args.junit.clone(),
         junit_changed_as_failure: args.junit_changed_as_failure,
     };
     Fanout::new(human, json, files).with_playbook_path(playbook)
+}
+
+fn colour_choice(when: ColorWhen) -> ColourChoice {
+    match when {
+        ColorWhen::Auto => ColourChoice::Auto,
+        ColorWhen::Always => ColourChoice::Always,
+        ColorWhen::Never => ColourChoice::Never,
+    }
 }
 
 /// What an error says, for the JSON `exit` line and the report: never empty (a host-key
@@ -226,7 +237,12 @@ fn retry_limit(spec: &JobSpec, json: bool) -> Result<Option<String>, Error> {
 }
 
 /// The promotion gate: the same playbook, in check mode, must find `staging` converged.
-fn require_converged(spec: &JobSpec, staging: &Path, verbose: u8, json: bool) -> Result<(), Error> {
+fn require_converged(
+    spec: &JobSpec,
+    staging: &Path,
+    (verbose, colour): (u8, bool),
+    json: bool,
+) -> Result<(), Error> {
     let gate = JobSpec {
         inventory: staging.to_path_buf(),
         limit: None,
@@ -239,7 +255,7 @@ fn require_converged(spec: &JobSpec, staging: &Path, verbose: u8, json: bool) ->
         &format!("gate: checking that `{}` has converged", staging.display()),
     );
     let job = Job::load(gate)?;
-    let done = job.execute((!json).then(|| HumanReporter::new(false, verbose > 0)))?;
+    let done = job.execute((!json).then(|| HumanReporter::new(false, verbose, colour)))?;
     let code = done.outcome.exit_code();
     if code != exit::SUCCESS {
         return Err(Error::Refused(format!(

@@ -43,7 +43,12 @@ fn needs_escape(c: char) -> bool {
 /// prefix's width, so a newline inside a value can never start a line of its own that looks
 /// like a new (timestamped) log line. Control characters are escaped.
 pub fn log_lines(prefix: &str, text: &str) -> String {
-    let text = controls(text);
+    frame_lines(prefix, &controls(text))
+}
+
+/// [`log_lines`] for text already escaped (and perhaps painted by capstan): the framing
+/// without the escaping.
+pub fn frame_lines(prefix: &str, text: &str) -> String {
     let pad = " ".repeat(prefix.chars().count() + 2);
     let mut out = String::with_capacity(text.len() + prefix.len() + 1);
     for (i, line) in text.split('\n').enumerate() {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::colour::{Paint, Painter};
 use super::escape;
 use super::event::{Event, HostRecap, Status, TaskReport};
 use crate::secrets;
@@ -24,13 +25,21 @@ pub fn live_view_wanted() -> bool {
         && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// What DTR tasks ask a person to do by hand start their note lines with this; they are
+/// repeated in the recap, where they cannot scroll away.
+const OPERATOR_STEP: &str = "OPERATOR STEP";
+
 /// Prints events as they come.
 pub struct HumanReporter {
     live: Option<Live>,
     check: bool,
     failures: BTreeMap<String, Vec<TaskReport>>,
     changes: BTreeMap<String, Vec<String>>,
-    verbose: bool,
+    operator_steps: BTreeMap<String, Vec<String>>,
+    /// `-v` each task's stdout and connection times; `-vv` also its rendered command and
+    /// how long it took.
+    verbosity: u8,
+    paint: Painter,
 }
 
 struct Live {
@@ -40,7 +49,9 @@ struct Live {
 }
 
 impl HumanReporter {
-    pub fn new(live: bool, verbose: bool) -> Self {
+    /// A reporter drawing a live view or not, at `verbosity` (the count of `-v`), painting
+    /// status words and the recap when `colour` is on (see [`super::colour::wanted`]).
+    pub fn new(live: bool, verbosity: u8, colour: bool) -> Self {
         let live = live.then(|| Live {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
             batch: None,
@@ -51,27 +62,31 @@ impl HumanReporter {
             check: false,
             failures: BTreeMap::new(),
             changes: BTreeMap::new(),
-            verbose,
+            operator_steps: BTreeMap::new(),
+            verbosity,
+            paint: Painter { on: colour },
         }
     }
 
     /// Prints a line on stdout without tearing a live view. Secrets are masked and host
     /// output is shown as data: control characters escaped, continuation lines indented.
     fn line(&self, text: &str) {
-        let text = secrets::mask(text);
-        let text = text.trim_end_matches('\n');
+        self.shown_line(&shown(text));
+    }
+
+    /// Prints a line already masked and escaped (and perhaps painted): timestamped without
+    /// a live view; above the bars with one. Either way it ends with a newline and carries
+    /// no padding (indicatif's own `println` pads to the terminal width and ends no line).
+    fn shown_line(&self, shown: &str) {
+        let shown = shown.trim_end_matches('\n');
         match &self.live {
-            Some(live) => {
-                let shown = escape::log_lines("", text);
-                let _ = live.multi.println(shown.trim_end().trim_start_matches(' '));
+            Some(_) => {
+                let framed = escape::frame_lines("", shown);
+                self.write_above(framed.strip_prefix(' ').unwrap_or(&framed));
             }
             None => {
                 let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-                let _ = write!(
-                    std::io::stdout().lock(),
-                    "{}",
-                    escape::log_lines(&stamp, text)
-                );
+                self.write_above(&escape::frame_lines(&stamp, shown));
             }
         }
     }
@@ -79,15 +94,25 @@ impl HumanReporter {
     /// Prints a block without timestamps (recap, failures); its lines are indented by the
     /// caller, and control characters are escaped here.
     fn block(&self, text: &str) {
-        let text = secrets::mask(text);
-        let text = escape::controls(&text);
+        self.write_above(&shown(text));
+    }
+
+    /// Writes lines on stdout, above the live view when there is one (it is cleared and
+    /// drawn again below them); each line without trailing blanks, ending with a newline.
+    fn write_above(&self, text: &str) {
+        let mut out = String::with_capacity(text.len() + 1);
+        for l in text.lines() {
+            out.push_str(l.trim_end_matches(' '));
+            out.push('\n');
+        }
+        let write = || {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(out.as_bytes());
+            let _ = stdout.flush();
+        };
         match &self.live {
-            Some(live) => {
-                let _ = live.multi.println(text.trim_end());
-            }
-            None => {
-                let _ = write!(std::io::stdout().lock(), "{text}");
-            }
+            Some(live) => live.multi.suspend(write),
+            None => write(),
         }
     }
 
@@ -109,12 +134,13 @@ impl HumanReporter {
                 ));
             }
             Event::Connected { host, elapsed } => {
-                if self.verbose {
+                if self.verbosity > 0 {
                     self.line(&format!("{host} | connected in {}", ms(*elapsed)));
                 }
             }
             Event::Unreachable { host, reason } => {
-                self.line(&format!("{host} | UNREACHABLE: {reason}"));
+                let word = self.paint.paint(Paint::Red, "UNREACHABLE");
+                self.shown_line(&format!("{} | {word}: {}", shown(host), shown(reason)));
                 self.failures
                     .entry(host.clone())
                     .or_default()
@@ -173,8 +199,10 @@ impl HumanReporter {
                     }
                     let bar = live.multi.add(ProgressBar::new(*units as u64));
                     bar.set_style(
-                        ProgressStyle::with_template("batch {msg} [{bar:30}] {pos}/{len} tasks")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        ProgressStyle::with_template(
+                            "batch {msg} [{bar:30}] {pos}/{len} host-tasks",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
                     bar.set_message(format!("{index}/{total}"));
                     live.batch = Some(bar);
@@ -206,7 +234,7 @@ impl HumanReporter {
             } => self.line(&format!("lock `{cluster}`: {detail}")),
             Event::RunFinished { recap, elapsed } => {
                 self.clear_live();
-                self.block(&self.summary(recap, *elapsed));
+                self.write_above(&self.summary(recap, *elapsed));
             }
         }
     }
@@ -228,7 +256,30 @@ impl HumanReporter {
             .note
             .as_deref()
             .map_or_else(String::new, |n| format!(" ({n})"));
-        self.line(&format!("{} | {} | {status}{note}", r.host, r.task));
+        self.shown_line(&format!(
+            "{} | {} | {}{}",
+            shown(&r.host),
+            shown(&r.task),
+            self.paint.paint(Paint::of(r.status), status),
+            shown(&note)
+        ));
+        if self.verbosity >= 2 {
+            let mut text = String::new();
+            if let Some(cmd) = &r.command {
+                text.push_str(&indent(cmd, "    command: "));
+            }
+            let _ = writeln!(text, "    took {}", ms(r.duration));
+            self.block(&text);
+        }
+        for step in r.note.iter().flat_map(|n| n.lines()) {
+            let step = step.trim();
+            if step.starts_with(OPERATOR_STEP) {
+                let steps = self.operator_steps.entry(r.host.clone()).or_default();
+                if !steps.iter().any(|s| s == step) {
+                    steps.push(step.to_owned());
+                }
+            }
+        }
         if let Some(diff) = &r.diff {
             let mut text = String::new();
             for l in diff.lines() {
@@ -236,7 +287,7 @@ impl HumanReporter {
             }
             self.block(&text);
         }
-        if self.verbose && !r.stdout.is_empty() {
+        if self.verbosity > 0 && !r.stdout.is_empty() {
             self.block(&indent(&r.stdout, "    stdout: "));
         }
         match r.status {
@@ -265,15 +316,37 @@ impl HumanReporter {
         }
     }
 
+    /// The recap, the changes, the operator steps and the failures: masked, escaped and
+    /// painted, ready to print.
     fn summary(&self, recap: &[(String, HostRecap)], elapsed: Duration) -> String {
-        let mut s = String::from("\nRECAP\n");
-        let width = recap.iter().map(|(h, _)| h.len()).max().unwrap_or(4);
-        for (host, r) in recap {
-            let _ = writeln!(
-                s,
-                "  {host:<width$}  ok={:<3} changed={:<3} failed={:<3} skipped={:<3} unreachable={:<3} cached={}",
-                r.ok, r.changed, r.failed, r.skipped, r.unreachable, r.cached
-            );
+        let paint = self.paint;
+        let mut s = format!("\n{}\n", paint.paint(Paint::Bold, "RECAP"));
+        let hosts: Vec<String> = recap.iter().map(|(h, _)| shown(h)).collect();
+        let width = hosts.iter().map(|h| h.chars().count()).max().unwrap_or(4);
+        for (host, (_, r)) in hosts.iter().zip(recap) {
+            let counts = [
+                ("ok", r.ok, Paint::Green),
+                ("changed", r.changed, Paint::Yellow),
+                ("failed", r.failed, Paint::Red),
+                ("skipped", r.skipped, Paint::Cyan),
+                ("unreachable", r.unreachable, Paint::Red),
+                ("cached", r.cached, Paint::Cyan),
+            ];
+            let pad = width - host.chars().count();
+            let _ = write!(s, "  {host}{:pad$}", "");
+            for (i, (label, n, colour)) in counts.into_iter().enumerate() {
+                let field = format!("{label}={n}");
+                let gap = (label.len() + 4).saturating_sub(field.len());
+                let field = if n > 0 {
+                    paint.paint(colour, &field)
+                } else {
+                    field
+                };
+                let sep = if i == 0 { "  " } else { " " };
+                let _ = write!(s, "{sep}{field}{:gap$}", "");
+            }
+            // The last field's padding is trimmed when written.
+            s.push('\n');
         }
         if !self.changes.is_empty() {
             let verb = if self.check {
@@ -281,23 +354,37 @@ impl HumanReporter {
             } else {
                 "CHANGED"
             };
-            let _ = writeln!(s, "\n{verb}");
+            let _ = writeln!(s, "\n{}", paint.paint(Paint::Yellow, verb));
             for (host, tasks) in &self.changes {
-                let _ = writeln!(s, "  {host}: {}", tasks.join(", "));
+                let _ = writeln!(s, "  {}: {}", shown(host), shown(&tasks.join(", ")));
+            }
+        }
+        if !self.operator_steps.is_empty() {
+            let _ = writeln!(s, "\n{}", paint.paint(Paint::Yellow, "OPERATOR STEPS"));
+            for (host, steps) in &self.operator_steps {
+                let _ = writeln!(s, "  {}", shown(host));
+                for step in steps {
+                    let _ = writeln!(s, "    {}", shown(step));
+                }
             }
         }
         if !self.failures.is_empty() {
-            s.push_str("\nFAILURES\n");
+            let _ = writeln!(s, "\n{}", paint.paint(Paint::Red, "FAILURES"));
             for (host, reports) in &self.failures {
-                let _ = writeln!(s, "  {host}");
+                let _ = writeln!(s, "  {}", shown(host));
                 for r in reports {
-                    s.push_str(&failure_text(r));
+                    s.push_str(&shown(&failure_text(r)));
                 }
             }
         }
         let _ = writeln!(s, "\nfinished in {}", ms(elapsed));
         s
     }
+}
+
+/// `text` as it may be shown: secrets masked, control characters escaped.
+fn shown(text: &str) -> String {
+    escape::controls(&secrets::mask(text)).into_owned()
 }
 
 /// One failure, readable: task, why, the command, exit status, the last lines of stderr.
@@ -381,5 +468,75 @@ mod tests {
             assert!(l.starts_with("    "), "{l:?} in {text}");
         }
         assert!(text.contains("      command: echo a\n"), "{text}");
+    }
+
+    fn report(host: &str, status: Status, note: Option<&str>) -> TaskReport {
+        let mut r = TaskReport::new(host, ("p", "upgrade", "dtr_upgrade"), 0, false);
+        r.status = status;
+        r.note = note.map(str::to_owned);
+        r
+    }
+
+    /// DTR's OPERATOR STEP lines, printed in the stream with their task, are repeated in the
+    /// recap under their host, once each, with nothing else of the note.
+    #[test]
+    fn operator_steps_are_repeated_in_the_recap() {
+        let mut human = HumanReporter::new(false, 0, false);
+        let step = "OPERATOR STEP: redownload the vulnerability database: see the docs";
+        let note = format!("upgraded to 2.7.1\n{step}");
+        for _ in 0..2 {
+            human.handle(&Event::TaskFinished(Box::new(report(
+                "dtr-1",
+                Status::Changed,
+                Some(&note),
+            ))));
+        }
+        human.handle(&Event::TaskFinished(Box::new(report(
+            "dtr-2",
+            Status::Ok,
+            Some("nothing to do"),
+        ))));
+        let recap = [("dtr-1".to_owned(), HostRecap::default())];
+        let text = human.summary(&recap, Duration::ZERO);
+        let expected = format!("\nOPERATOR STEPS\n  dtr-1\n    {step}\n");
+        assert!(text.contains(&expected), "{text}");
+        assert_eq!(text.matches("OPERATOR STEP:").count(), 1, "{text}");
+        assert!(!text.contains("upgraded to"), "{text}");
+        assert!(!text.contains("dtr-2\n"), "{text}");
+    }
+
+    /// In colour, the only escape sequences are capstan's own: a host name or a failure
+    /// note holding ESC reaches the recap escaped, inside the paint.
+    #[test]
+    fn the_recap_is_painted_and_host_text_stays_escaped() {
+        let mut human = HumanReporter::new(false, 0, true);
+        human.handle(&Event::TaskFinished(Box::new(report(
+            "web-1",
+            Status::Failed,
+            Some("boom \x1b[32mforged"),
+        ))));
+        let recap = [(
+            "web-1".to_owned(),
+            HostRecap {
+                ok: 1,
+                failed: 1,
+                ..HostRecap::default()
+            },
+        )];
+        let text = human.summary(&recap, Duration::ZERO);
+        assert!(text.contains("\x1b[1mRECAP\x1b[0m"), "{text:?}");
+        assert!(
+            text.contains("  web-1  \x1b[32mok=1\x1b[0m   changed=0   \x1b[31mfailed=1\x1b[0m"),
+            "{text:?}"
+        );
+        assert!(text.contains("\x1b[31mFAILURES\x1b[0m"), "{text:?}");
+        assert!(text.contains("boom \\x1b[32mforged"), "{text:?}");
+        assert!(!text.contains("\x1b[32mforged"), "{text:?}");
+        let plain = HumanReporter::new(false, 0, false).summary(&recap, Duration::ZERO);
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        assert!(
+            plain.contains("  web-1  ok=1   changed=0   failed=1"),
+            "{plain:?}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Everything capstan prints: the engine sends events, the reporter owns stdout/stderr.
 
+pub mod colour;
 pub mod escape;
 pub mod event;
 pub mod fanout;
