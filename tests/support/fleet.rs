@@ -198,7 +198,10 @@ impl Fleet {
         let line = std::fs::read_to_string(pub_file).expect("read public key");
         let mut all = std::fs::read_to_string(&self.authorized_keys).expect("read authorized_keys");
         all.push_str(&line);
-        std::fs::write(&self.authorized_keys, all).expect("write authorized_keys");
+        // Written beside and renamed over, so that an sshd reading it never sees half a file.
+        let next = self.authorized_keys.with_extension("next");
+        std::fs::write(&next, all).expect("write authorized_keys");
+        std::fs::rename(&next, &self.authorized_keys).expect("replace authorized_keys");
     }
 
     /// Inventory `Host` for host `i`: user root, the client key, the fleet's known_hosts.
