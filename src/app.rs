@@ -10,6 +10,7 @@ use crate::secrets;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
+    raise_open_files_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -47,5 +48,17 @@ fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Cache(args) => command::cache::run(&args),
         Command::Lock(args) => command::lock::run(&args),
         Command::Audit(args) => command::audit::run(&args),
+    }
+}
+
+/// Every host holds a socket open for the whole run (and a local host a few pipes): raise the
+/// soft limit of open files to the hard one at start, as OpenSSH-based tools do, so that a
+/// large fleet is not cut short at 1024 descriptors. A failure leaves the limit as it was.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }

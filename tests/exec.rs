@@ -227,3 +227,36 @@ fn over_ssh_it_runs_only_on_the_pattern_with_host_keys_checked() {
             .all(|h| !h.state_dir.join("exec").exists())
     );
 }
+
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit_at_start() {
+    use std::os::unix::process::CommandExt;
+    let p = local();
+    let mut cmd = std::process::Command::new(crate::support::capstan::binary());
+    cmd.args([
+        "exec",
+        "a",
+        "-i",
+        "inventories/local.toml",
+        "--",
+        "ulimit",
+        "-Sn",
+    ])
+    .current_dir(p.dir.path())
+    .env("CI", "1")
+    .env("CAPSTAN_LOCK_DIR", p.path(".host-lock"));
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 256, 4096)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = cmd.output().expect("capstan runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("    stdout: 4096"),
+        "the host shell inherits the raised limit:\n{stdout}"
+    );
+}
