@@ -170,6 +170,7 @@ fn check_task(
     found: &mut Found,
 ) {
     let what = |f: &str| format!("`{f}` of task \"{}\"", task.name);
+    check_conditions(t, pb, task, ctx, host, found);
     // A task whose `when` is already false offline (say `x is defined` for an undefined `x`)
     // would be skipped at run time: its fields need not render.
     if let Some(when) = &task.when
@@ -224,6 +225,56 @@ fn template_file_problem(
 }
 
 /// What `register` will hold, for checking the fields that read it.
+/// `when`, `changed_when`, `failed_when` and `until` may only read names that exist when
+/// they are evaluated: the host's variables, the registers of earlier tasks, and (for the
+/// last three) the task's own result as `result` or its `register` name. A name that is none
+/// of these is an error before any host is contacted, not a failure after earlier tasks
+/// changed hosts. Only undefined names are reported here: a value that is only known at run
+/// time (an empty sample output, say) is not judged.
+fn check_conditions(
+    t: &Templates,
+    pb: &Playbook,
+    task: &Task,
+    ctx: &Value,
+    host: &str,
+    found: &mut Found,
+) {
+    let what = |f: &str| format!("`{f}` of task \"{}\"", task.name);
+    let mut report = |field: &str, result: Result<bool, crate::template::TemplateError>| {
+        if let Err(e) = result
+            && e.variable.is_some()
+        {
+            found.for_host(pb.task_diagnostic(task, field, e.message), host);
+        }
+    };
+    if let Some(when) = &task.when {
+        report("when", t.eval_bool(&what("when"), when, ctx));
+    }
+    let mut with_result: BTreeMap<String, Value> = ctx
+        .try_iter()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| {
+            let v = ctx.get_item(&k).ok()?;
+            Some((k.as_str()?.to_owned(), v))
+        })
+        .collect();
+    with_result.insert("result".to_owned(), sample_result());
+    if let Some(name) = &task.register {
+        with_result.insert(name.clone(), sample_result());
+    }
+    let after = Value::from(with_result);
+    for (field, expr) in [
+        ("changed_when", &task.changed_when),
+        ("failed_when", &task.failed_when),
+        ("until", &task.until),
+    ] {
+        if let Some(expr) = expr {
+            report(field, t.eval_bool(&what(field), expr, &after));
+        }
+    }
+}
+
 fn sample_result() -> Value {
     let mut m = BTreeMap::new();
     m.insert("rc", Value::from(0));

@@ -1125,3 +1125,58 @@ fn exit_codes_distinguish_success_usage_failure_refusal_and_pending_changes() {
     std::fs::remove_file(p.path("out/exists")).expect("rm");
     run(&["site.toml", "--check", "--no-cache"]).code(0);
 }
+
+#[test]
+fn conditions_reading_undefined_names_are_refused_before_any_host_is_contacted() {
+    let p = Project::new();
+    p.local_inventory(&["web-1"], "", "");
+    p.file(
+        "bad.toml",
+        r#"[[plays]]
+hosts = "all"
+[[plays.tasks]]
+name = "config"
+command = "true"
+register = "conf"
+[[plays.tasks]]
+name = "restart"
+command = "touch {{ host_dir }}/restarted"
+when = "confg.changed"
+[[plays.tasks]]
+name = "check"
+command = "true"
+changed_when = "result.rc == 0 and nosuch"
+"#,
+    );
+    for args in [
+        &["validate", "-i", "inventories/local.toml", "bad.toml"][..],
+        &["run", "bad.toml", "-i", "inventories/local.toml"][..],
+    ] {
+        let out = p.run(args);
+        out.code(3);
+        assert!(
+            out.stderr
+                .contains("`when` of task \"restart\" line 1: undefined variable")
+                && out.stderr.contains("bad.toml:10:8"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .contains("`changed_when` of task \"check\": undefined variable `nosuch`"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!p.path("hosts/restarted").exists(), "nothing ran");
+    // The same conditions over names that exist (a register, the task's own result) pass.
+    p.file(
+        "good.toml",
+        &std::fs::read_to_string(p.path("bad.toml"))
+            .expect("read")
+            .replace("confg.changed", "conf.changed")
+            .replace(" and nosuch", ""),
+    );
+    p.run(&["validate", "-i", "inventories/local.toml", "good.toml"])
+        .code(0);
+}
