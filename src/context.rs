@@ -1,5 +1,5 @@
 //! The template context of a host in a play: inventory levels, then play vars (rendered
-//! against the levels below them), then `-e` extra vars — the precedence the README lists.
+//! against the levels below them), then `-e` extra vars — the precedence docs/inventory.md lists.
 
 use std::collections::BTreeMap;
 

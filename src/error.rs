@@ -3,7 +3,7 @@
 
 use crate::diag::Diagnostics;
 
-/// Exit codes (documented in the README).
+/// Exit codes (documented in docs/cli.md).
 pub mod exit {
     pub const SUCCESS: i32 = 0;
     pub const USAGE: i32 = 1;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::bytesize::ByteSize;
 use crate::template::shell_quote;
 
-/// Every key `[settings]` accepts, in the order the README lists them.
+/// Every key `[settings]` accepts, in the order docs/inventory.md lists them.
 pub(crate) const KEYS: [&str; 9] = [
     "cache",
     "cache_ttl",

@@ -1,7 +1,7 @@
 //! The TOML inventory: hosts, groups, connection defaults and variables.
 //!
 //! `Inventory::load` reads and checks the file; `select` resolves host patterns;
-//! `vars_for` merges a host's variables by precedence (see README, "Variable precedence").
+//! `vars_for` merges a host's variables by precedence (see docs/inventory.md, "Variable precedence").
 //!
 //! Top-level tables: `[defaults]` (connection settings for every host), `[vars]`,
 //! `[settings]` (capstan's own settings, typed and checked: see [`crate::settings`]),

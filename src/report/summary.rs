@@ -139,7 +139,7 @@ impl SummaryCollector {
 }
 
 impl Summary {
-    /// The `--report` document (see the README, "Reports"), secrets masked.
+    /// The `--report` document (see docs/cli.md, "Reports"), secrets masked.
     pub fn to_json(&self) -> Value {
         let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
         let hosts: serde_json::Map<String, Value> = self
