@@ -11,6 +11,7 @@ mod life_cycle;
 mod lock;
 mod module_graph;
 mod pipeline;
+mod quick_start;
 mod reports;
 mod run;
 mod security;
