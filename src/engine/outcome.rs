@@ -22,6 +22,22 @@ pub(super) fn symlink_note(target: &str) -> String {
     format!("dest is a symlink to {target}; it will be replaced by a file")
 }
 
+/// The file's mode before the change, from the script's detail (`content,mode=644`), as
+/// four octal digits; `None` when the mode does not change.
+pub(super) fn old_mode(what: &str) -> Option<String> {
+    what.split(',').find_map(|part| {
+        let old = part.strip_prefix("mode")?;
+        let old = old.strip_prefix('=').unwrap_or("?");
+        Some(
+            if old.bytes().all(|b| b.is_ascii_digit()) && !old.is_empty() {
+                format!("{old:0>4}")
+            } else {
+                old.to_owned()
+            },
+        )
+    })
+}
+
 /// A unified diff of a template's destination, before → after.
 pub(super) fn template_diff(
     context: usize,
@@ -47,9 +63,9 @@ pub(super) fn template_diff(
         );
     }
     let mut out = String::new();
-    if what.contains("mode") {
+    if let Some(old_mode) = old_mode(what) {
         out.push_str(&format!(
-            "mode of {dest}: -> {}\n",
+            "mode of {dest}: {old_mode} -> {}\n",
             mode.as_deref().unwrap_or("?")
         ));
     }

@@ -416,7 +416,7 @@ fn template_step(text: &mut String, i: usize, step: &Step, opts: ScriptOptions) 
     if let Some(m) = &want_mode {
         let _ = writeln!(
             text,
-            "__cs_mode \"$__cs_f\"; [ \"$__cs_h\" = absent ] || [ \"${{__cs_m#0}}\" = {m} ] || __cs_d=\"${{__cs_d:+$__cs_d,}}mode\""
+            "__cs_mode \"$__cs_f\"; [ \"$__cs_h\" = absent ] || [ \"${{__cs_m#0}}\" = {m} ] || __cs_d=\"${{__cs_d:+$__cs_d,}}mode=$__cs_m\""
         );
     }
     text.push_str("fi\n");
@@ -791,8 +791,9 @@ mod tests {
             r[0].verdict,
             Verdict::Wrote {
                 code: 0,
-                detail: "mode".into()
-            }
+                detail: "mode=644".into()
+            },
+            "the old mode travels with the change"
         );
     }
 

@@ -45,10 +45,17 @@ impl HostKind for TemplateKind<'_> {
         if let Some(target) = what.strip_prefix("symlink ") {
             return crate::engine::outcome::symlink_note(target);
         }
-        match what {
-            "new" => "new file".to_owned(),
-            other => other.replace(',', " and "),
+        if what == "new" {
+            return "new file".to_owned();
         }
+        let want = self.0.mode.as_deref().unwrap_or("?");
+        what.split(',')
+            .map(|part| match crate::engine::outcome::old_mode(part) {
+                Some(old) => format!("mode {old} -> {want}"),
+                None => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" and ")
     }
 
     fn diff(&self, change: &Change<'_>) -> Option<String> {
@@ -63,5 +70,31 @@ impl HostKind for TemplateKind<'_> {
 
     fn cacheable(&self, _task: &Task) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_names_the_old_and_the_new_mode() {
+        let spec = TemplateSpec {
+            src: "a.j2".into(),
+            dest: "/etc/a".into(),
+            mode: Some("0600".into()),
+        };
+        let k = TemplateKind(&spec);
+        assert_eq!(k.change("new"), "new file");
+        assert_eq!(k.change("content"), "content");
+        assert_eq!(k.change("mode=644"), "mode 0644 -> 0600");
+        assert_eq!(
+            k.change("content,mode=755"),
+            "content and mode 0755 -> 0600"
+        );
+        assert_eq!(
+            k.change("symlink /etc/shadow"),
+            "dest is a symlink to /etc/shadow; it will be replaced by a file"
+        );
     }
 }
