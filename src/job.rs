@@ -12,8 +12,8 @@ use crate::playbook::Playbook;
 use crate::report::event::{Event, TaskReport};
 use crate::report::fanout::{Fanout, ReportFiles};
 use crate::report::human::HumanReporter;
-use crate::stop::StopLevel;
 use crate::transport::ConnectOptions;
+use crate::transport::Stop;
 use crate::{extra_vars, validate};
 
 /// What the command line says about a run, before anything is loaded.
@@ -248,7 +248,7 @@ async fn listen_for_signals(interrupt: Arc<Interrupt>, grace: std::time::Duratio
             _ = hup.recv() => "SIGHUP",
         };
         match interrupt.escalate() {
-            StopLevel::Graceful => eprintln!(
+            Stop::Terminate => eprintln!(
                 "\n{name}: stopping: no new task starts; running commands get {} to end; \
                  press Ctrl-C again to kill them",
                 humantime::format_duration(grace)
