@@ -585,6 +585,10 @@ impl<'a> HostState<'a> {
         let Verdict::Ran(rc) = verdict else {
             return Conditions::default();
         };
+        if task.failed_when.is_none() && task.changed_when.is_none() {
+            // Nothing to evaluate: spare building the result (its `stdout_lines` included).
+            return Conditions::default();
+        }
         let v = result_value(*rc, stdout, stderr, true, *rc != 0);
         let ctx = self.context(Some((task.register.as_deref().unwrap_or("result"), &v)));
         let eval = |what: &str, expr: &Option<String>| {
